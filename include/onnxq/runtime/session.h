@@ -1,0 +1,74 @@
+// The float executor: runs an onnxq Model on the CPU. Shapes are propagated when a session is
+// created for concrete input shapes, a memory plan reuses buffers by liveness, kernels (with their
+// ISA) are chosen once per node, and hooks let calibration observe or replace any tensor.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "onnxq/base/status.h"
+#include "onnxq/ir/graph.h"
+#include "onnxq/ir/tensor.h"
+#include "onnxq/kernels/cpu.h"
+
+namespace onnxq {
+
+struct SessionOptions {
+  int num_threads = 0;                 // <= 0: all cores
+  std::optional<kernels::Isa> isa;     // nullopt: kernels::ActiveIsa()
+};
+
+// Called after a node has produced `value` (and before anything consumes it). The hook may read
+// the tensor (calibration observers) or overwrite it in place (fake quantization). Returning a
+// non-OK status aborts the run with that status.
+using TensorHook = std::function<Status(ValueId id, const std::string& name, Tensor& value)>;
+
+struct RunOptions {
+  TensorHook hook;
+  // Values the hook sees; empty means every value a node produces. Listed values are also kept
+  // alive until the hook has run (the memory plan does not reuse them early).
+  std::vector<ValueId> hooked_values;
+  // Extra values to return besides the graph outputs (by name), e.g. for per-layer comparisons.
+  std::vector<std::string> extra_outputs;
+};
+
+struct RunStats {
+  int64_t peak_bytes = 0;  // peak of intermediate buffers during the last run
+};
+
+class Session {
+ public:
+  ~Session();
+  // Checks every op is supported (error: "unsupported operator X (opset N) at node Y") before
+  // anything runs. The session keeps its own copy of the model (initializers are shared, not
+  // copied: tensors are copy-on-write).
+  static StatusOr<std::unique_ptr<Session>> Create(const Model& model,
+                                                   const SessionOptions& options = {});
+
+  // Feeds by graph input name; returns graph outputs (and extra_outputs) by name.
+  StatusOr<std::map<std::string, Tensor>> Run(const std::map<std::string, Tensor>& feeds,
+                                              const RunOptions& options = {});
+
+  const Model& model() const;
+  const RunStats& last_stats() const;
+  int num_threads() const;
+  std::vector<std::string> input_names() const;
+  std::vector<std::string> output_names() const;
+
+ private:
+  Session();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// OK if every node's (op type, domain, opset) is one the executor implements.
+Status CheckSupported(const Model& model);
+// The ops the executor implements, for docs and error messages.
+std::vector<std::string> SupportedOps();
+
+}  // namespace onnxq
