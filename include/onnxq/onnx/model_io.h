@@ -39,4 +39,10 @@ Status SaveModel(const Model& model, const std::string& path, const ExportOption
 // Serialized ModelProto (no external data; fails over 2 GiB).
 StatusOr<std::string> SerializeModel(const Model& model, const ExportOptions& options = {});
 
+// A serialized TensorProto file (the ONNX backend tests' input_N.pb / output_N.pb). Sets *name to
+// the tensor's name if name is not null.
+StatusOr<Tensor> LoadTensorProtoFile(const std::string& path, std::string* name = nullptr,
+                                     const TensorLimits& limits = {});
+Status SaveTensorProtoFile(const Tensor& tensor, const std::string& name, const std::string& path);
+
 }  // namespace onnxq
