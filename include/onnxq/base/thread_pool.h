@@ -20,8 +20,10 @@ class ThreadPool {
 
   int num_threads() const;
   // Splits [0, n) into at most num_threads() contiguous chunks (each at least `grain` long) and
-  // calls fn(begin, end) for each, blocking until all are done. Not reentrant: a nested call from
-  // inside fn runs inline.
+  // calls fn(begin, end) for each, blocking until all are done. The chunk ranges depend only on n,
+  // grain and num_threads(); which thread runs a chunk does not (the caller runs the chunks that
+  // no worker has claimed yet, so a descheduled worker never stalls the call). Not reentrant: a
+  // nested call from inside fn runs inline.
   void ParallelFor(int64_t n, const std::function<void(int64_t begin, int64_t end)>& fn,
                    int64_t grain = 1);
   // Calls fn(task) for task in [0, num_tasks); tasks are assigned to threads statically
