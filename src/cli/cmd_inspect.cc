@@ -1,0 +1,41 @@
+// `onnxq inspect MODEL [--json]`: what a model holds (ops, parameters, inputs/outputs, opsets).
+#include <cstdio>
+
+#include "cli/args.h"
+#include "cli/command.h"
+#include "onnxq/ir/summary.h"
+#include "onnxq/onnx/model_io.h"
+
+namespace onnxq::cli {
+namespace {
+
+int RunInspect(const std::vector<std::string>& args) {
+  ArgParser p("inspect",
+              "Load an ONNX model (with the same checks as every other command) and print its\n"
+              "operator histogram, parameter count, bytes by element type, inputs and outputs\n"
+              "with shapes, opsets and metadata.");
+  p.Positional("MODEL", "the .onnx file");
+  p.Flag("json", 0, "print JSON (stable keys) instead of text");
+  p.Option("max-tensor-elements", 0, "N", "refuse tensors with more elements", ArgKind::kInt)
+      .Default(std::to_string(TensorLimits{}.max_elements));
+  p.Option("max-model-bytes", 0, "BYTES", "refuse model files larger than this (e.g. 4G)",
+           ArgKind::kBytes)
+      .Default(std::to_string(ImportOptions{}.max_model_bytes));
+  return RunCommand(p, args, [](const ArgParser& a) -> Status {
+    ImportOptions opts;
+    opts.tensor_limits.max_elements = a.GetInt("max-tensor-elements", opts.tensor_limits.max_elements);
+    opts.max_model_bytes = a.GetInt("max-model-bytes", opts.max_model_bytes);
+    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL"), opts));
+    ModelSummary s = Summarize(model);
+    std::string out = a.GetFlag("json") ? SummaryToJson(s) : SummaryToText(s);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return Status::Ok();
+  });
+}
+
+}  // namespace
+
+ONNXQ_REGISTER_COMMAND(inspect, "inspect", "show a model's operators, parameters, inputs and outputs",
+                       RunInspect);
+
+}  // namespace onnxq::cli
