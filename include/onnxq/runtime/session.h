@@ -39,6 +39,9 @@ struct RunOptions {
 
 struct RunStats {
   int64_t peak_bytes = 0;  // peak of intermediate buffers during the last run
+  int64_t steps = 0;       // kernels the last run executed (fused and folded nodes excluded)
+  int64_t fused = 0;       // activations fused into the preceding Conv in the last run's plan
+  int64_t folded = 0;      // nodes evaluated at plan time (integer shape arithmetic)
 };
 
 class Session {
@@ -50,7 +53,10 @@ class Session {
   static StatusOr<std::unique_ptr<Session>> Create(const Model& model,
                                                    const SessionOptions& options = {});
 
-  // Feeds by graph input name; returns graph outputs (and extra_outputs) by name.
+  // Feeds by graph input name; returns graph outputs (and extra_outputs) by name. The first run
+  // with a new input signature (dtypes, shapes, contents of small integer / shape-like feeds,
+  // hook configuration) builds and caches a plan; later runs reuse it. Runs of one session are
+  // serialised.
   StatusOr<std::map<std::string, Tensor>> Run(const std::map<std::string, Tensor>& feeds,
                                               const RunOptions& options = {});
 

@@ -1,0 +1,163 @@
+// onnxq.Session: the float executor from Python. Inputs are numpy arrays (copied once into the
+// session's tensors); outputs are returned without a copy (each array owns its tensor).
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "onnxq/kernels/cpu.h"
+#include "onnxq/onnx/model_io.h"
+#include "onnxq/runtime/session.h"
+#include "python/common.h"
+
+namespace onnxq::python {
+namespace {
+
+StatusOr<DataType> FromNumpy(const py::dtype& dt) {
+  const std::string name = py::cast<std::string>(py::str(py::handle(dt)));
+  static const std::map<std::string, DataType> kTypes = {
+      {"float32", DataType::kFloat}, {"float64", DataType::kDouble},
+      {"float16", DataType::kFloat16}, {"int8", DataType::kInt8},
+      {"int16", DataType::kInt16},   {"int32", DataType::kInt32},
+      {"int64", DataType::kInt64},   {"uint8", DataType::kUint8},
+      {"uint16", DataType::kUint16}, {"uint32", DataType::kUint32},
+      {"uint64", DataType::kUint64}, {"bool", DataType::kBool}};
+  auto it = kTypes.find(name);
+  if (it == kTypes.end()) return Unsupported("numpy dtype '", name, "' has no onnxq equivalent");
+  return it->second;
+}
+
+StatusOr<py::dtype> ToNumpy(DataType t) {
+  switch (t) {
+    case DataType::kFloat: return py::dtype("float32");
+    case DataType::kDouble: return py::dtype("float64");
+    case DataType::kFloat16: return py::dtype("float16");
+    case DataType::kBFloat16: return py::dtype("uint16");  // numpy has no bfloat16: raw bits
+    case DataType::kInt8: return py::dtype("int8");
+    case DataType::kInt16: return py::dtype("int16");
+    case DataType::kInt32: return py::dtype("int32");
+    case DataType::kInt64: return py::dtype("int64");
+    case DataType::kUint8: return py::dtype("uint8");
+    case DataType::kUint16: return py::dtype("uint16");
+    case DataType::kUint32: return py::dtype("uint32");
+    case DataType::kUint64: return py::dtype("uint64");
+    case DataType::kBool: return py::dtype("bool");
+    default: return Unsupported("tensors of type ", DataTypeName(t), " cannot become numpy arrays");
+  }
+}
+
+Tensor ArrayToTensor(const std::string& name, const py::handle& obj) {
+  py::array arr = py::array::ensure(obj, py::array::c_style);
+  if (!arr) throw py::type_error("input '" + name + "' is not convertible to a numpy array");
+  DataType dt = Unwrap(FromNumpy(arr.dtype()));
+  std::vector<int64_t> dims(arr.shape(), arr.shape() + arr.ndim());
+  // Sizes come from onnxq's element size: pybind11 2.10's itemsize/nbytes misread numpy 2
+  // descriptors.
+  size_t bytes = 0;
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  if (!StorageBytes(dt, n, &bytes)) Check(InvalidArgument("input '", name, "' is too large"));
+  return Unwrap(Tensor::FromBytes(dt, dims, arr.data(), bytes));
+}
+
+py::array TensorToArray(Tensor t) {
+  py::dtype dt = Unwrap(ToNumpy(t.dtype()));
+  auto* owner = new Tensor(std::move(t));
+  py::capsule free_when_done(owner, [](void* p) { delete static_cast<Tensor*>(p); });
+  std::vector<py::ssize_t> shape(owner->dims().begin(), owner->dims().end());
+  // Explicit C strides: pybind11 2.10 cannot read the item size of numpy 2 dtypes.
+  std::vector<py::ssize_t> strides(shape.size());
+  py::ssize_t stride = static_cast<py::ssize_t>(ElementSize(owner->dtype()));
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= shape[i];
+  }
+  // mutable_raw clones only when the buffer is shared (e.g. an initializer returned as an output),
+  // so the array never aliases the session's weights.
+  void* data = owner->numel() > 0 ? static_cast<void*>(owner->mutable_raw()) : nullptr;
+  return py::array(dt, shape, strides, data, free_when_done);
+}
+
+std::shared_ptr<Session> MakeSession(const py::object& model_or_path, const py::object& threads,
+                                     const py::object& isa) {
+  SessionOptions opts;
+  if (!threads.is_none()) opts.num_threads = threads.cast<int>();
+  if (!isa.is_none()) opts.isa = Unwrap(kernels::ParseIsa(isa.cast<std::string>()));
+  StatusOr<std::unique_ptr<Session>> s = Internal("unset");
+  if (py::isinstance<Model>(model_or_path)) {
+    const Model& m = model_or_path.cast<const Model&>();
+    py::gil_scoped_release release;
+    s = Session::Create(m, opts);
+  } else {
+    py::object os = py::module_::import("os");
+    std::string path = py::str(os.attr("fspath")(model_or_path));
+    py::gil_scoped_release release;
+    auto m = LoadModel(path);
+    s = m.ok() ? Session::Create(*m, opts) : StatusOr<std::unique_ptr<Session>>(m.status());
+  }
+  return std::shared_ptr<Session>(Unwrap(std::move(s)));
+}
+
+py::dict Run(Session& self, const py::dict& feeds, const py::object& extra_outputs) {
+  std::map<std::string, Tensor> in;
+  for (auto item : feeds) {
+    std::string name = py::str(item.first);
+    in[name] = ArrayToTensor(name, item.second);
+  }
+  RunOptions ro;
+  if (!extra_outputs.is_none()) ro.extra_outputs = extra_outputs.cast<std::vector<std::string>>();
+  StatusOr<std::map<std::string, Tensor>> out = Internal("unset");
+  {
+    py::gil_scoped_release release;
+    out = self.Run(in, ro);
+  }
+  auto result = Unwrap(std::move(out));
+  py::dict d;
+  // Graph outputs first, in model order, then extra outputs.
+  for (const auto& name : self.output_names()) {
+    auto it = result.find(name);
+    if (it != result.end()) d[py::str(name)] = TensorToArray(std::move(it->second));
+    result.erase(name);
+  }
+  for (auto& [name, t] : result) d[py::str(name)] = TensorToArray(std::move(t));
+  return d;
+}
+
+}  // namespace
+
+ONNXQ_PYTHON_BINDINGS(BindSession, 10) {
+  py::class_<Session, std::shared_ptr<Session>>(
+      m, "Session",
+      "Runs a float ONNX model on the CPU (onnxq's executor).\n\n"
+      "Session(model_or_path, threads=None, isa=None): model_or_path is an onnxq.Model or a path;\n"
+      "threads=None uses every core; isa forces 'reference', 'avx2' or 'avx512' kernels.\n"
+      "Every operator is checked when the session is created.")
+      .def(py::init(&MakeSession), py::arg("model_or_path"), py::arg("threads") = py::none(),
+           py::arg("isa") = py::none())
+      .def("run", &Run, py::arg("feeds"), py::arg("extra_outputs") = py::none(),
+           "run({input name: ndarray}) -> {output name: ndarray}. extra_outputs names further "
+           "values to return.")
+      .def_property_readonly("input_names", &Session::input_names)
+      .def_property_readonly("output_names", &Session::output_names)
+      .def_property_readonly("num_threads", &Session::num_threads)
+      .def_property_readonly("peak_bytes",
+                             [](const Session& s) { return s.last_stats().peak_bytes; },
+                             "Bytes of intermediate buffers the last run's memory plan used.")
+      .def_property_readonly(
+          "last_stats",
+          [](const Session& s) {
+            const RunStats& st = s.last_stats();
+            py::dict d;
+            d["peak_bytes"] = st.peak_bytes;
+            d["steps"] = st.steps;
+            d["fused"] = st.fused;
+            d["folded"] = st.folded;
+            return d;
+          },
+          "Statistics of the last run: peak_bytes, steps, fused, folded.");
+  m.def("supported_ops", &SupportedOps, "Operators the executor implements.");
+}
+
+}  // namespace onnxq::python

@@ -1,0 +1,128 @@
+#include <algorithm>
+#include <set>
+
+#include "onnxq/runtime/session.h"
+#include "runtime/op_kernel.h"
+
+namespace onnxq::runtime {
+
+const std::vector<OpRegistration>& Registry() {
+  static const std::vector<OpRegistration> registry = [] {
+    std::vector<OpRegistration> r;
+    RegisterElementwiseOps(r);
+    RegisterNnOps(r);
+    RegisterPoolOps(r);
+    RegisterTensorOps(r);
+    RegisterResizeOps(r);
+    RegisterQuantOps(r);
+    RegisterIntegerOps(r);
+    return r;
+  }();
+  return registry;
+}
+
+StatusOr<const OpRegistration*> FindOp(const Node& node, int64_t opset) {
+  if (node.domain.empty() || node.domain == "ai.onnx") {
+    for (const auto& reg : Registry()) {
+      if (reg.op_type == node.op_type && opset >= reg.min_opset && opset <= reg.max_opset)
+        return &reg;
+    }
+  }
+  std::string op = node.domain.empty() || node.domain == "ai.onnx"
+                       ? node.op_type
+                       : node.domain + "." + node.op_type;
+  if (node.name.empty())
+    return Unsupported("unsupported operator ", op, " (opset ", opset, ") at node #", node.id());
+  return Unsupported("unsupported operator ", op, " (opset ", opset, ") at node '", node.name, "'");
+}
+
+void ParallelFor(ThreadPool* pool, int64_t n, int64_t grain,
+                 const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (pool == nullptr || pool->num_threads() <= 1 || n <= grain) {
+    fn(0, n);
+    return;
+  }
+  pool->ParallelFor(n, fn, std::max<int64_t>(grain, 1));
+}
+
+StatusOr<int64_t> NormalizeAxis(int64_t axis, int64_t rank, const Node& node, const char* what) {
+  if (axis < -rank || axis >= rank)
+    return InvalidArgument(node.Describe(), ": ", what, " ", axis, " is out of range for rank ",
+                           rank);
+  return axis < 0 ? axis + rank : axis;
+}
+
+StatusOr<std::vector<int64_t>> ReadInts(const Tensor& t, const Node& node, const char* what) {
+  std::vector<int64_t> v(static_cast<size_t>(t.numel()));
+  if (t.dtype() == DataType::kInt64) {
+    for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.data<int64_t>()[i];
+  } else if (t.dtype() == DataType::kInt32) {
+    for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.data<int32_t>()[i];
+  } else {
+    return InvalidArgument(node.Describe(), ": ", what, " must be int32 or int64, got ",
+                           DataTypeName(t.dtype()));
+  }
+  return v;
+}
+
+std::vector<float> ReadFloats(const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<float>(t.GetAsDouble(i));
+  return v;
+}
+
+StatusOr<std::vector<int64_t>> BroadcastShapes(const std::vector<int64_t>& a,
+                                               const std::vector<int64_t>& b, const Node& node) {
+  size_t r = std::max(a.size(), b.size());
+  std::vector<int64_t> out(r);
+  for (size_t i = 0; i < r; ++i) {
+    int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+    int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+    if (da == db || db == 1) {
+      out[i] = da;
+    } else if (da == 1) {
+      out[i] = db;
+    } else {
+      return InvalidArgument(node.Describe(), ": shapes ", Dims(a), " and ", Dims(b),
+                             " cannot be broadcast");
+    }
+  }
+  return out;
+}
+
+bool IsShapeInput(const Node& node, size_t index) {
+  if (!node.domain.empty() && node.domain != "ai.onnx") return false;
+  const std::string& op = node.op_type;
+  if (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" || op == "ReduceMean")
+    return index == 1;
+  if (op == "Slice") return index >= 1;
+  if (op == "Pad") return index == 1 || index == 3;
+  if (op == "Resize") return index >= 1;
+  if (op == "Dropout") return index >= 1;
+  return false;
+}
+
+std::string Dims(const std::vector<int64_t>& d) { return DimsToString(d); }
+
+}  // namespace onnxq::runtime
+
+namespace onnxq {
+
+Status CheckSupported(const Model& model) {
+  int64_t opset = model.OpsetVersion("");
+  for (NodeId id : model.graph.order()) {
+    const Node& n = model.graph.node(id);
+    auto reg = runtime::FindOp(n, opset);
+    if (!reg.ok()) return reg.status();
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> SupportedOps() {
+  std::set<std::string> names;
+  for (const auto& r : runtime::Registry()) names.insert(r.op_type);
+  return {names.begin(), names.end()};
+}
+
+}  // namespace onnxq

@@ -1,0 +1,397 @@
+// Element-wise ops: broadcasting arithmetic (Add, Sub, Mul, Div, PRelu) and activations. Inner
+// loops are plain contiguous loops over typed pointers (the compiler vectorises them); the work is
+// split over the pool in large contiguous chunks, so results do not depend on the thread count.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "runtime/op_kernel.h"
+
+namespace onnxq::runtime {
+namespace {
+
+constexpr int64_t kGrain = 16384;
+
+// ---------------------------------------------------------------- broadcasting binary ops
+
+// A broadcast of two inputs to one output, reduced to as few dims as possible: adjacent dims are
+// merged when both inputs broadcast (or not) the same way there.
+struct BroadcastPlan {
+  std::vector<int64_t> dims;        // coalesced output dims
+  std::vector<int64_t> sa, sb;      // strides (0 where broadcast)
+};
+
+BroadcastPlan MakeBroadcastPlan(const std::vector<int64_t>& a, const std::vector<int64_t>& b,
+                                const std::vector<int64_t>& out) {
+  size_t r = out.size();
+  std::vector<int64_t> dims;
+  std::vector<bool> fa, fb;  // input is "full" (not broadcast) along the dim
+  for (size_t i = 0; i < r; ++i) {
+    if (out[i] == 1) continue;
+    int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+    int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+    bool ia = da == out[i], ib = db == out[i];
+    if (!dims.empty() && fa.back() == ia && fb.back() == ib) {
+      dims.back() *= out[i];
+    } else {
+      dims.push_back(out[i]);
+      fa.push_back(ia);
+      fb.push_back(ib);
+    }
+  }
+  if (dims.empty()) {
+    dims.push_back(1);
+    fa.push_back(true);
+    fb.push_back(true);
+  }
+  BroadcastPlan p;
+  p.dims = dims;
+  p.sa.assign(dims.size(), 0);
+  p.sb.assign(dims.size(), 0);
+  int64_t ka = 1, kb = 1;
+  for (size_t i = dims.size(); i-- > 0;) {
+    if (fa[i]) {
+      p.sa[i] = ka;
+      ka *= dims[i];
+    }
+    if (fb[i]) {
+      p.sb[i] = kb;
+      kb *= dims[i];
+    }
+  }
+  return p;
+}
+
+template <typename T, typename U, typename F>
+void BroadcastApply(const T* a, const U* b, T* y, const BroadcastPlan& p, ThreadPool* pool, F f) {
+  size_t r = p.dims.size();
+  int64_t inner = p.dims[r - 1];
+  int64_t ia = p.sa[r - 1], ib = p.sb[r - 1];
+  auto row = [&](const T* pa, const U* pb, T* py, int64_t n) {
+    if (ia == 1 && ib == 1) {
+      for (int64_t j = 0; j < n; ++j) py[j] = f(pa[j], pb[j]);
+    } else if (ia == 1) {
+      const U vb = *pb;
+      for (int64_t j = 0; j < n; ++j) py[j] = f(pa[j], vb);
+    } else if (ib == 1) {
+      const T va = *pa;
+      for (int64_t j = 0; j < n; ++j) py[j] = f(va, pb[j]);
+    } else {
+      const T v = f(*pa, *pb);
+      for (int64_t j = 0; j < n; ++j) py[j] = v;
+    }
+  };
+  if (r == 1) {
+    ParallelFor(pool, inner, kGrain, [&](int64_t s, int64_t e) {
+      row(a + s * ia, b + s * ib, y + s, e - s);
+    });
+    return;
+  }
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < r; ++i) rows *= p.dims[i];
+  int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(inner, 1));
+  ParallelFor(pool, rows, grain, [&](int64_t s, int64_t e) {
+    for (int64_t row_i = s; row_i < e; ++row_i) {
+      int64_t rem = row_i, oa = 0, ob = 0;
+      for (size_t d = r - 1; d-- > 0;) {
+        int64_t idx = rem % p.dims[d];
+        rem /= p.dims[d];
+        oa += idx * p.sa[d];
+        ob += idx * p.sb[d];
+      }
+      row(a + oa, b + ob, y + row_i * inner, inner);
+    }
+  });
+}
+
+enum class BinOp { kAdd, kSub, kMul, kDiv };
+
+class BinaryKernel : public OpKernel {
+ public:
+  BinaryKernel(const Node& node, BinOp op) : node_(node), op_(op) {}
+
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(1))
+      return InvalidArgument(node_.Describe(), ": needs two inputs");
+    if (ctx.in[0]->dtype != ctx.in[1]->dtype)
+      return InvalidArgument(node_.Describe(), ": input types differ (",
+                             DataTypeName(ctx.in[0]->dtype), " vs ",
+                             DataTypeName(ctx.in[1]->dtype), ")");
+    ONNXQ_ASSIGN_OR_RETURN(auto out, BroadcastShapes(ctx.in[0]->dims, ctx.in[1]->dims, node_));
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0]->dtype, node_, T, (void)0);
+    ctx.out[0].dtype = ctx.in[0]->dtype;
+    ctx.out[0].dims = std::move(out);
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const TensorRef &a = ctx.in[0], &b = ctx.in[1], &y = ctx.out[0];
+    BroadcastPlan p = MakeBroadcastPlan(a.dims, b.dims, y.dims);
+    ONNXQ_DISPATCH_NUMERIC(a.dtype, node_, T, Apply<T>(a, b, y, p, ctx.pool));
+    return Status::Ok();
+  }
+
+ private:
+  template <typename T>
+  void Apply(const TensorRef& a, const TensorRef& b, const TensorRef& y, const BroadcastPlan& p,
+             ThreadPool* pool) const {
+    const T* pa = a.ptr<T>();
+    const T* pb = b.ptr<T>();
+    T* py = y.ptr<T>();
+    switch (op_) {
+      case BinOp::kAdd:
+        BroadcastApply(pa, pb, py, p, pool, [](T x, T z) { return static_cast<T>(x + z); });
+        break;
+      case BinOp::kSub:
+        BroadcastApply(pa, pb, py, p, pool, [](T x, T z) { return static_cast<T>(x - z); });
+        break;
+      case BinOp::kMul:
+        BroadcastApply(pa, pb, py, p, pool, [](T x, T z) { return static_cast<T>(x * z); });
+        break;
+      case BinOp::kDiv:
+        if constexpr (std::is_integral_v<T>) {
+          // Integer division by zero is undefined in ONNX; produce 0 rather than crash.
+          BroadcastApply(pa, pb, py, p, pool,
+                         [](T x, T z) { return z == 0 ? T(0) : static_cast<T>(x / z); });
+        } else {
+          BroadcastApply(pa, pb, py, p, pool, [](T x, T z) { return static_cast<T>(x / z); });
+        }
+        break;
+    }
+  }
+
+  const Node& node_;
+  BinOp op_;
+};
+
+// PRelu: slope broadcasts (unidirectionally) to X. Before opset 7 a 1-D slope of size C applied
+// per channel (axis 1), which is what PyTorch exporters of that time emitted.
+class PReluKernel : public OpKernel {
+ public:
+  PReluKernel(const Node& node, int64_t opset) : node_(node), opset_(opset) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(1)) return InvalidArgument(node_.Describe(), ": needs X and slope");
+    const auto sd = SlopeDims(ctx.in[0]->dims, ctx.in[1]->dims);
+    ONNXQ_ASSIGN_OR_RETURN(auto out, BroadcastShapes(ctx.in[0]->dims, sd, node_));
+    if (out != ctx.in[0]->dims)
+      return InvalidArgument(node_.Describe(), ": slope ", Dims(ctx.in[1]->dims),
+                             " does not broadcast to X ", Dims(ctx.in[0]->dims));
+    if (ctx.in[0]->dtype != ctx.in[1]->dtype)
+      return InvalidArgument(node_.Describe(), ": X and slope types differ");
+    ONNXQ_DISPATCH_FLOAT(ctx.in[0]->dtype, node_, T, (void)0);
+    ctx.out[0] = {ctx.in[0]->dtype, ctx.in[0]->dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    BroadcastPlan p = MakeBroadcastPlan(ctx.in[0].dims, SlopeDims(ctx.in[0].dims, ctx.in[1].dims),
+                                        ctx.out[0].dims);
+    ONNXQ_DISPATCH_FLOAT(ctx.in[0].dtype, node_, T,
+                         BroadcastApply(ctx.in[0].ptr<T>(), ctx.in[1].ptr<T>(),
+                                        ctx.out[0].ptr<T>(), p, ctx.pool,
+                                        [](T x, T s) { return x < T(0) ? s * x : x; }));
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<int64_t> SlopeDims(const std::vector<int64_t>& x, const std::vector<int64_t>& s) const {
+    if (opset_ < 7 && s.size() == 1 && x.size() > 2 && s[0] == x[1] && s[0] != 1) {
+      std::vector<int64_t> d(x.size() - 1, 1);
+      d[0] = s[0];
+      return d;
+    }
+    return s;
+  }
+  const Node& node_;
+  int64_t opset_;
+};
+
+// ---------------------------------------------------------------- unary float activations
+
+enum class Act { kRelu, kLeakyRelu, kSigmoid, kHardSigmoid, kHardSwish, kTanh };
+
+class UnaryKernel : public OpKernel {
+ public:
+  UnaryKernel(const Node& node, Act act, float alpha, float beta)
+      : node_(node), act_(act), alpha_(alpha), beta_(beta) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    ONNXQ_DISPATCH_FLOAT(ctx.in[0]->dtype, node_, T, (void)0);
+    ctx.out[0] = {ctx.in[0]->dtype, ctx.in[0]->dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    ONNXQ_DISPATCH_FLOAT(ctx.in[0].dtype, node_, T, Apply<T>(ctx));
+    return Status::Ok();
+  }
+
+ private:
+  template <typename T>
+  void Apply(const RunContext& ctx) const {
+    const T* x = ctx.in[0].ptr<T>();
+    T* y = ctx.out[0].ptr<T>();
+    const T alpha = static_cast<T>(alpha_), beta = static_cast<T>(beta_);
+    auto loop = [&](auto f) {
+      ParallelFor(ctx.pool, ctx.out[0].numel, kGrain, [&](int64_t s, int64_t e) {
+        for (int64_t i = s; i < e; ++i) y[i] = f(x[i]);
+      });
+    };
+    switch (act_) {
+      case Act::kRelu:
+        loop([](T v) { return v > T(0) ? v : T(0); });
+        break;
+      case Act::kLeakyRelu:
+        loop([alpha](T v) { return v < T(0) ? alpha * v : v; });
+        break;
+      case Act::kSigmoid:
+        // Split by sign so exp never overflows.
+        loop([](T v) {
+          if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
+          T e = std::exp(v);
+          return e / (T(1) + e);
+        });
+        break;
+      case Act::kHardSigmoid:
+        loop([alpha, beta](T v) { return std::min(T(1), std::max(T(0), alpha * v + beta)); });
+        break;
+      case Act::kHardSwish:
+        loop([](T v) {
+          return v * std::min(T(1), std::max(T(0), v * T(1.0 / 6.0) + T(0.5)));
+        });
+        break;
+      case Act::kTanh:
+        loop([](T v) { return std::tanh(v); });
+        break;
+    }
+  }
+
+  const Node& node_;
+  Act act_;
+  float alpha_, beta_;
+};
+
+// Clip: bounds from attributes (opset < 11) or optional inputs (opset >= 11), any numeric type.
+class ClipKernel : public OpKernel {
+ public:
+  ClipKernel(const Node& node, std::optional<float> min_attr, std::optional<float> max_attr)
+      : node_(node), min_attr_(min_attr), max_attr_(max_attr) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    for (size_t i = 1; i < 3; ++i) {
+      if (!ctx.has(i)) continue;
+      if (ctx.in[i]->dtype != ctx.in[0]->dtype)
+        return InvalidArgument(node_.Describe(), ": bound ", i, " has type ",
+                               DataTypeName(ctx.in[i]->dtype), ", input has ",
+                               DataTypeName(ctx.in[0]->dtype));
+      if (NumElements(ctx.in[i]->dims) != 1)
+        return InvalidArgument(node_.Describe(), ": bound ", i, " must be a scalar");
+    }
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0]->dtype, node_, T, (void)0);
+    ctx.out[0] = {ctx.in[0]->dtype, ctx.in[0]->dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0].dtype, node_, T, Apply<T>(ctx));
+    return Status::Ok();
+  }
+
+ private:
+  template <typename T>
+  void Apply(const RunContext& ctx) const {
+    T lo = std::numeric_limits<T>::lowest(), hi = std::numeric_limits<T>::max();
+    if constexpr (std::is_floating_point_v<T>) {
+      if (min_attr_) lo = static_cast<T>(*min_attr_);
+      if (max_attr_) hi = static_cast<T>(*max_attr_);
+    }
+    if (ctx.in.size() > 1 && ctx.in[1].present()) lo = *ctx.in[1].ptr<T>();
+    if (ctx.in.size() > 2 && ctx.in[2].present()) hi = *ctx.in[2].ptr<T>();
+    const T* x = ctx.in[0].ptr<T>();
+    T* y = ctx.out[0].ptr<T>();
+    ParallelFor(ctx.pool, ctx.out[0].numel, kGrain, [&](int64_t s, int64_t e) {
+      // min(max(x, lo), hi): when lo > hi every output is hi, as ONNX specifies.
+      for (int64_t i = s; i < e; ++i) y[i] = std::min(std::max(x[i], lo), hi);
+    });
+  }
+
+  const Node& node_;
+  std::optional<float> min_attr_, max_attr_;
+};
+
+KernelFactory UnaryFactory(Act act, float default_alpha, float default_beta) {
+  return [=](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+    ONNXQ_ASSIGN_OR_RETURN(float alpha, info.node->attrs.GetFloat("alpha", default_alpha));
+    ONNXQ_ASSIGN_OR_RETURN(float beta, info.node->attrs.GetFloat("beta", default_beta));
+    return MakeKernel<UnaryKernel>(*info.node, act, alpha, beta);
+  };
+}
+
+KernelFactory BinaryFactory(BinOp op) {
+  return [=](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+    // Opset < 7 broadcast only with broadcast=1 and axis; ONNX's own converters rewrite those, and
+    // numpy-style broadcasting covers the trailing-aligned case. Refuse explicit axis.
+    if (info.opset < 7 && info.node->attrs.Has("axis"))
+      return Unsupported(info.node->Describe(), ": legacy broadcast with 'axis' (opset ",
+                         info.opset, ") is not supported");
+    return MakeKernel<BinaryKernel>(*info.node, op);
+  };
+}
+
+}  // namespace
+
+std::optional<kernels::Activation> FusableActivation(const Node& node, int64_t opset,
+                                                     const Graph& graph) {
+  if (node.Is("Relu")) return kernels::Activation{0.f, std::numeric_limits<float>::infinity()};
+  if (!node.Is("Clip")) return std::nullopt;
+  kernels::Activation act;
+  if (opset < 11) {
+    auto lo = node.attrs.GetFloat("min", std::numeric_limits<float>::lowest());
+    auto hi = node.attrs.GetFloat("max", std::numeric_limits<float>::max());
+    if (!lo.ok() || !hi.ok()) return std::nullopt;
+    act.min = *lo;
+    act.max = *hi;
+    return act;
+  }
+  for (size_t i = 1; i < 3; ++i) {
+    ValueId v = node.input(i);
+    if (v == kNoValue) continue;
+    const Tensor* t = graph.value(v).initializer();
+    if (t == nullptr || t->dtype() != DataType::kFloat || t->numel() != 1) return std::nullopt;
+    (i == 1 ? act.min : act.max) = t->data<float>()[0];
+  }
+  if (act.min > act.max) return std::nullopt;
+  return act;
+}
+
+void RegisterElementwiseOps(std::vector<OpRegistration>& r) {
+  r.push_back({"Add", 1, 23, BinaryFactory(BinOp::kAdd), "numpy broadcasting, numeric types"});
+  r.push_back({"Sub", 1, 23, BinaryFactory(BinOp::kSub), "numpy broadcasting, numeric types"});
+  r.push_back({"Mul", 1, 23, BinaryFactory(BinOp::kMul), "numpy broadcasting, numeric types"});
+  r.push_back({"Div", 1, 23, BinaryFactory(BinOp::kDiv),
+               "numpy broadcasting, numeric types (integer x/0 gives 0)"});
+  r.push_back({"PRelu", 1, 23,
+               [](const OpInfo& info) { return MakeKernel<PReluKernel>(*info.node, info.opset); },
+               "float32/float64; slope broadcasts to X"});
+  r.push_back({"Relu", 1, 23, UnaryFactory(Act::kRelu, 0.f, 0.f), "float32/float64"});
+  r.push_back({"LeakyRelu", 1, 23, UnaryFactory(Act::kLeakyRelu, 0.01f, 0.f), "float32/float64"});
+  r.push_back({"Sigmoid", 1, 23, UnaryFactory(Act::kSigmoid, 0.f, 0.f), "float32/float64"});
+  r.push_back({"HardSigmoid", 1, 23, UnaryFactory(Act::kHardSigmoid, 0.2f, 0.5f),
+               "float32/float64"});
+  r.push_back({"HardSwish", 14, 23, UnaryFactory(Act::kHardSwish, 0.f, 0.f), "float32/float64"});
+  r.push_back({"Tanh", 1, 23, UnaryFactory(Act::kTanh, 0.f, 0.f), "float32/float64"});
+  r.push_back({"Clip", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 std::optional<float> lo, hi;
+                 if (info.opset < 11) {
+                   ONNXQ_ASSIGN_OR_RETURN(float a, info.node->attrs.GetFloat(
+                                                       "min", std::numeric_limits<float>::lowest()));
+                   ONNXQ_ASSIGN_OR_RETURN(float b, info.node->attrs.GetFloat(
+                                                       "max", std::numeric_limits<float>::max()));
+                   lo = a;
+                   hi = b;
+                 }
+                 return MakeKernel<ClipKernel>(*info.node, lo, hi);
+               },
+               "numeric types; bounds from attributes (opset < 11) or scalar inputs"});
+}
+
+}  // namespace onnxq::runtime

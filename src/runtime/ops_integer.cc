@@ -1,0 +1,515 @@
+// Integer ONNX operators on the int8 kernels: QLinearConv, ConvInteger, QLinearMatMul,
+// MatMulInteger and DynamicQuantizeLinear. Requantization and rounding follow ONNX Runtime's CPU
+// kernels bit for bit (see docs/int8.md). Weights that are constant at planning time are packed
+// once; otherwise they are packed on every run.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "onnxq/kernels/int8_conv.h"
+#include "onnxq/kernels/int8_gemm.h"
+#include "runtime/op_kernel.h"
+
+namespace onnxq::runtime {
+
+void RegisterIntegerOps(std::vector<OpRegistration>& r);
+
+namespace {
+
+bool Is8Bit(DataType t) { return t == DataType::kUint8 || t == DataType::kInt8; }
+
+// Reads element i of an 8-bit or int32 zero-point tensor.
+int32_t ZpAt(DataType t, const void* p, int64_t i) {
+  switch (t) {
+    case DataType::kUint8: return static_cast<const uint8_t*>(p)[i];
+    case DataType::kInt8: return static_cast<const int8_t*>(p)[i];
+    case DataType::kInt32: return static_cast<const int32_t*>(p)[i];
+    default: return 0;
+  }
+}
+
+std::vector<int32_t> ReadZps(const TensorRef& t) {
+  std::vector<int32_t> v(static_cast<size_t>(t.numel));
+  for (int64_t i = 0; i < t.numel; ++i) v[i] = ZpAt(t.dtype, t.data, i);
+  return v;
+}
+std::vector<int32_t> ReadZps(const Tensor& t) {
+  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
+  for (int64_t i = 0; i < t.numel(); ++i) v[i] = ZpAt(t.dtype(), t.raw(), i);
+  return v;
+}
+
+// A scale / zero point that must hold one value (a scalar or a 1-element vector).
+Status CheckScalar(const InferContext& ctx, size_t i, const Node& node, const char* what) {
+  if (!ctx.has(i)) return Status::Ok();
+  if (NumElements(ctx.in[i]->dims) != 1 || ctx.in[i]->dims.size() > 1)
+    return Unsupported(node.Describe(), ": ", what, " must be a scalar (per-tensor), got shape ",
+                       Dims(ctx.in[i]->dims));
+  return Status::Ok();
+}
+// Per-tensor or one value per output channel / column.
+Status CheckPerChannel(const InferContext& ctx, size_t i, int64_t channels, const Node& node,
+                       const char* what) {
+  if (!ctx.has(i)) return Status::Ok();
+  const int64_t n = NumElements(ctx.in[i]->dims);
+  if (ctx.in[i]->dims.size() > 1 || (n != 1 && n != channels))
+    return Unsupported(node.Describe(), ": ", what, " of shape ", Dims(ctx.in[i]->dims),
+                       " (expected a scalar or ", channels, " values)");
+  return Status::Ok();
+}
+
+void OutputRange(DataType t, int32_t* qmin, int32_t* qmax) {
+  *qmin = t == DataType::kInt8 ? -128 : 0;
+  *qmax = t == DataType::kInt8 ? 127 : 255;
+}
+
+// ---------------------------------------------------------------- QLinearConv / ConvInteger
+
+enum class AutoPad { kNotSet, kSameUpper, kSameLower, kValid };
+
+struct ConvAttrs {
+  AutoPad auto_pad = AutoPad::kNotSet;
+  std::vector<int64_t> kernel_shape, strides, dilations, pads;
+  int64_t group = 1;
+};
+
+StatusOr<ConvAttrs> ParseConvAttrs(const Node& node) {
+  ConvAttrs a;
+  ONNXQ_ASSIGN_OR_RETURN(std::string s, node.attrs.GetString("auto_pad", "NOTSET"));
+  if (s == "NOTSET" || s.empty()) {
+    a.auto_pad = AutoPad::kNotSet;
+  } else if (s == "SAME_UPPER") {
+    a.auto_pad = AutoPad::kSameUpper;
+  } else if (s == "SAME_LOWER") {
+    a.auto_pad = AutoPad::kSameLower;
+  } else if (s == "VALID") {
+    a.auto_pad = AutoPad::kValid;
+  } else {
+    return InvalidArgument(node.Describe(), ": unknown auto_pad '", s, "'");
+  }
+  ONNXQ_ASSIGN_OR_RETURN(a.kernel_shape, node.attrs.GetInts("kernel_shape", {}));
+  ONNXQ_ASSIGN_OR_RETURN(a.strides, node.attrs.GetInts("strides", {}));
+  ONNXQ_ASSIGN_OR_RETURN(a.dilations, node.attrs.GetInts("dilations", {}));
+  ONNXQ_ASSIGN_OR_RETURN(a.pads, node.attrs.GetInts("pads", {}));
+  ONNXQ_ASSIGN_OR_RETURN(a.group, node.attrs.GetInt("group", 1));
+  return a;
+}
+
+// Shape of a 2-D convolution from the input dims [N, C, H, W] and weight dims [M, C/g, kh, kw].
+StatusOr<kernels::Conv2DShape> ConvShape(const ConvAttrs& a, const std::vector<int64_t>& x,
+                                         const std::vector<int64_t>& w, const Node& node) {
+  if (x.size() != 4 || w.size() != 4)
+    return Unsupported(node.Describe(), ": only 2-D convolutions (4-D input and weights) are "
+                                        "supported, got input ", Dims(x), " and weights ", Dims(w));
+  kernels::Conv2DShape s;
+  s.batch = x[0];
+  s.in_channels = x[1];
+  s.in_h = x[2];
+  s.in_w = x[3];
+  s.out_channels = w[0];
+  s.kernel_h = w[2];
+  s.kernel_w = w[3];
+  s.group = a.group;
+  if (!a.kernel_shape.empty() &&
+      (a.kernel_shape.size() != 2 || a.kernel_shape[0] != w[2] || a.kernel_shape[1] != w[3]))
+    return InvalidArgument(node.Describe(), ": kernel_shape does not match weights ", Dims(w));
+  if (a.group <= 0 || x[1] % a.group != 0 || w[0] % a.group != 0 || w[1] * a.group != x[1])
+    return InvalidArgument(node.Describe(), ": input ", Dims(x), ", weights ", Dims(w),
+                           " and group ", a.group, " are inconsistent");
+  if ((!a.strides.empty() && a.strides.size() != 2) ||
+      (!a.dilations.empty() && a.dilations.size() != 2) || (!a.pads.empty() && a.pads.size() != 4))
+    return InvalidArgument(node.Describe(), ": strides / dilations / pads have the wrong length");
+  s.stride_h = a.strides.empty() ? 1 : a.strides[0];
+  s.stride_w = a.strides.empty() ? 1 : a.strides[1];
+  s.dilation_h = a.dilations.empty() ? 1 : a.dilations[0];
+  s.dilation_w = a.dilations.empty() ? 1 : a.dilations[1];
+  if (s.stride_h <= 0 || s.stride_w <= 0 || s.dilation_h <= 0 || s.dilation_w <= 0)
+    return InvalidArgument(node.Describe(), ": strides and dilations must be positive");
+  auto same = [&](int64_t in, int64_t k, int64_t st, int64_t d, int64_t* b, int64_t* e) {
+    const int64_t out = (in + st - 1) / st;
+    const int64_t total = std::max<int64_t>(0, (out - 1) * st + (k - 1) * d + 1 - in);
+    const int64_t small = total / 2;
+    *b = a.auto_pad == AutoPad::kSameUpper ? small : total - small;
+    *e = total - *b;
+  };
+  switch (a.auto_pad) {
+    case AutoPad::kNotSet:
+      if (!a.pads.empty()) {
+        s.pad_top = a.pads[0];
+        s.pad_left = a.pads[1];
+        s.pad_bottom = a.pads[2];
+        s.pad_right = a.pads[3];
+      }
+      break;
+    case AutoPad::kValid: break;
+    default:
+      same(s.in_h, s.kernel_h, s.stride_h, s.dilation_h, &s.pad_top, &s.pad_bottom);
+      same(s.in_w, s.kernel_w, s.stride_w, s.dilation_w, &s.pad_left, &s.pad_right);
+  }
+  if (s.pad_top < 0 || s.pad_left < 0 || s.pad_bottom < 0 || s.pad_right < 0)
+    return InvalidArgument(node.Describe(), ": negative pads");
+  if (s.out_h() <= 0 || s.out_w() <= 0)
+    return InvalidArgument(node.Describe(), ": kernel larger than the padded input ", Dims(x));
+  return s;
+}
+
+bool SamePads(const kernels::Conv2DShape& a, const kernels::Conv2DShape& b) {
+  return a.pad_top == b.pad_top && a.pad_left == b.pad_left && a.pad_bottom == b.pad_bottom &&
+         a.pad_right == b.pad_right;
+}
+
+class IntConvKernel : public OpKernel {
+ public:
+  // QLinearConv: x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, [B]
+  // ConvInteger: x, w, [x_zp], [w_zp]
+  IntConvKernel(const Node& node, ConvAttrs attrs, bool qlinear, kernels::Isa isa)
+      : node_(node), attrs_(std::move(attrs)), qlinear_(qlinear), isa_(isa) {}
+
+  size_t W() const { return qlinear_ ? 3 : 1; }
+  size_t XZ() const { return 2; }
+  size_t WZ() const { return qlinear_ ? 5 : 3; }
+
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(W())) return InvalidArgument(node_.Describe(), ": needs x and w");
+    if (qlinear_)
+      for (size_t i : {1, 2, 4, 5, 6, 7})
+        if (!ctx.has(i))
+          return InvalidArgument(node_.Describe(), ": input ", i, " (scale / zero point) is missing");
+    const DataType xt = ctx.in[0]->dtype, wt = ctx.in[W()]->dtype;
+    if (!Is8Bit(xt) || !Is8Bit(wt))
+      return Unsupported(node_.Describe(), ": input ", DataTypeName(xt), " / weights ",
+                         DataTypeName(wt), " (uint8 or int8 expected)");
+    if (ctx.has(XZ()) && ctx.in[XZ()]->dtype != xt)
+      return InvalidArgument(node_.Describe(), ": x zero point type differs from x");
+    if (ctx.has(WZ()) && ctx.in[WZ()]->dtype != wt)
+      return InvalidArgument(node_.Describe(), ": w zero point type differs from w");
+    ONNXQ_ASSIGN_OR_RETURN(auto shape, ConvShape(attrs_, ctx.in[0]->dims, ctx.in[W()]->dims, node_));
+    const int64_t m = shape.out_channels;
+    ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, XZ(), node_, "x zero point"));
+    ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, WZ(), m, node_, "w zero point"));
+    DataType out = DataType::kInt32;
+    if (qlinear_) {
+      ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 1, node_, "x scale"));
+      ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, 4, m, node_, "w scale"));
+      ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 6, node_, "y scale"));
+      ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 7, node_, "y zero point"));
+      for (size_t i : {1, 4, 6})
+        if (ctx.in[i]->dtype != DataType::kFloat)
+          return Unsupported(node_.Describe(), ": scales must be float32");
+      out = ctx.in[7]->dtype;
+      if (!Is8Bit(out)) return Unsupported(node_.Describe(), ": output type ", DataTypeName(out));
+      if (ctx.has(8)) {
+        if (ctx.in[8]->dtype != DataType::kInt32 || NumElements(ctx.in[8]->dims) != m)
+          return InvalidArgument(node_.Describe(), ": bias must be int32 with ", m, " values");
+      }
+    }
+    // Pack the weights now when they (and their zero points) are constants.
+    const Tensor* w = ctx.value(W());
+    const bool wz_known = !ctx.has(WZ()) || ctx.value(WZ()) != nullptr;
+    if (w != nullptr && wz_known) {
+      std::vector<int32_t> wz = ctx.has(WZ()) ? ReadZps(*ctx.value(WZ())) : std::vector<int32_t>{};
+      ONNXQ_ASSIGN_OR_RETURN(conv_, kernels::Int8Conv2D::Create(
+                                        shape, w->raw(), wt == DataType::kInt8,
+                                        wz.empty() ? nullptr : wz.data(),
+                                        static_cast<int64_t>(wz.size()), xt == DataType::kInt8, isa_));
+      packed_shape_ = shape;
+    }
+    ctx.out[0] = {out, {shape.batch, m, shape.out_h(), shape.out_w()}, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const TensorRef& x = ctx.in[0];
+    const TensorRef& w = ctx.in[W()];
+    ONNXQ_ASSIGN_OR_RETURN(auto shape, ConvShape(attrs_, x.dims, w.dims, node_));
+    const int64_t m = shape.out_channels;
+    std::unique_ptr<kernels::Int8Conv2D> local;
+    const kernels::Int8Conv2D* conv = conv_.get();
+    if (conv == nullptr || !SamePads(shape, packed_shape_)) {
+      std::vector<int32_t> wz = ctx.in.size() > WZ() && ctx.in[WZ()].present()
+                                    ? ReadZps(ctx.in[WZ()]) : std::vector<int32_t>{};
+      ONNXQ_ASSIGN_OR_RETURN(local, kernels::Int8Conv2D::Create(
+                                        shape, w.data, w.dtype == DataType::kInt8,
+                                        wz.empty() ? nullptr : wz.data(),
+                                        static_cast<int64_t>(wz.size()),
+                                        x.dtype == DataType::kInt8, isa_));
+      conv = local.get();
+    }
+    const int32_t xz = ctx.in.size() > XZ() && ctx.in[XZ()].present()
+                           ? ZpAt(ctx.in[XZ()].dtype, ctx.in[XZ()].data, 0) : 0;
+    kernels::Int8OutputStage out;
+    std::vector<float> scales;
+    if (qlinear_) {
+      const float xs = *ctx.in[1].ptr<float>(), ys = *ctx.in[6].ptr<float>();
+      scales = kernels::Int8OutputScales(xs, ctx.in[4].ptr<float>(), ctx.in[4].numel, ys, m);
+      out.scale = scales.data();
+      out.zero_point = ZpAt(ctx.in[7].dtype, ctx.in[7].data, 0);
+      out.out_signed = ctx.out[0].dtype == DataType::kInt8;
+      OutputRange(ctx.out[0].dtype, &out.qmin, &out.qmax);
+      if (ctx.in.size() > 8 && ctx.in[8].present()) out.bias = ctx.in[8].ptr<int32_t>();
+    }
+    conv->Run(x.data, xz, out, ctx.out[0].data, shape.batch, shape.in_h, shape.in_w, ctx.pool);
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  ConvAttrs attrs_;
+  bool qlinear_;
+  kernels::Isa isa_;
+  std::unique_ptr<kernels::Int8Conv2D> conv_;
+  kernels::Conv2DShape packed_shape_;
+};
+
+// ---------------------------------------------------------------- QLinearMatMul / MatMulInteger
+
+struct MatMulDims {
+  std::vector<int64_t> out;           // output dims
+  std::vector<int64_t> batch;         // broadcast batch dims
+  std::vector<int64_t> a_batch, b_batch;
+  int64_t m = 0, k = 0, n = 0;
+};
+
+StatusOr<MatMulDims> MatMulShape(std::vector<int64_t> a, std::vector<int64_t> b, const Node& node) {
+  if (a.empty() || b.empty()) return InvalidArgument(node.Describe(), ": scalar operands");
+  const bool a1 = a.size() == 1, b1 = b.size() == 1;
+  if (a1) a.insert(a.begin(), 1);
+  if (b1) b.push_back(1);
+  MatMulDims d;
+  d.m = a[a.size() - 2];
+  d.k = a.back();
+  d.n = b.back();
+  if (b[b.size() - 2] != d.k)
+    return InvalidArgument(node.Describe(), ": inner dimensions differ: ", Dims(a), " x ", Dims(b));
+  d.a_batch.assign(a.begin(), a.end() - 2);
+  d.b_batch.assign(b.begin(), b.end() - 2);
+  ONNXQ_ASSIGN_OR_RETURN(d.batch, BroadcastShapes(d.a_batch, d.b_batch, node));
+  d.out = d.batch;
+  if (!a1) d.out.push_back(d.m);
+  if (!b1) d.out.push_back(d.n);
+  return d;
+}
+
+// Offset (in matrices) of the operand with batch dims `own` for output batch index `flat`.
+int64_t BatchOffset(const std::vector<int64_t>& own, const std::vector<int64_t>& batch, int64_t flat) {
+  int64_t off = 0, stride = 1;
+  for (int64_t i = static_cast<int64_t>(batch.size()) - 1; i >= 0; --i) {
+    const int64_t idx = flat % batch[i];
+    flat /= batch[i];
+    const int64_t oi = i - (static_cast<int64_t>(batch.size()) - static_cast<int64_t>(own.size()));
+    if (oi >= 0) {
+      if (own[oi] != 1) off += idx * stride;
+      stride *= own[oi];
+    }
+  }
+  return off;
+}
+
+class IntMatMulKernel : public OpKernel {
+ public:
+  // QLinearMatMul: a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp
+  // MatMulInteger: a, b, [a_zp], [b_zp]
+  IntMatMulKernel(const Node& node, bool qlinear, kernels::Isa isa)
+      : node_(node), qlinear_(qlinear), isa_(isa) {}
+
+  size_t B() const { return qlinear_ ? 3 : 1; }
+  size_t AZ() const { return 2; }
+  size_t BZ() const { return qlinear_ ? 5 : 3; }
+
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(B())) return InvalidArgument(node_.Describe(), ": needs A and B");
+    if (qlinear_)
+      for (size_t i : {1, 2, 4, 5, 6, 7})
+        if (!ctx.has(i))
+          return InvalidArgument(node_.Describe(), ": input ", i, " (scale / zero point) is missing");
+    const DataType at = ctx.in[0]->dtype, bt = ctx.in[B()]->dtype;
+    if (!Is8Bit(at) || !Is8Bit(bt))
+      return Unsupported(node_.Describe(), ": A ", DataTypeName(at), " / B ", DataTypeName(bt),
+                         " (uint8 or int8 expected)");
+    if (ctx.has(AZ()) && ctx.in[AZ()]->dtype != at)
+      return InvalidArgument(node_.Describe(), ": A zero point type differs from A");
+    if (ctx.has(BZ()) && ctx.in[BZ()]->dtype != bt)
+      return InvalidArgument(node_.Describe(), ": B zero point type differs from B");
+    ONNXQ_ASSIGN_OR_RETURN(auto d, MatMulShape(ctx.in[0]->dims, ctx.in[B()]->dims, node_));
+    // A per-row A zero point is accepted only when all its values are equal (then it is one).
+    if (ctx.has(AZ()) && NumElements(ctx.in[AZ()]->dims) != 1) {
+      const Tensor* az = ctx.value(AZ());
+      bool uniform = az != nullptr;
+      if (az) {
+        auto v = ReadZps(*az);
+        uniform = std::all_of(v.begin(), v.end(), [&](int32_t z) { return z == v[0]; });
+      }
+      if (!uniform)
+        return Unsupported(node_.Describe(), ": per-row A zero points of shape ",
+                           Dims(ctx.in[AZ()]->dims), " (only a single value is supported)");
+    }
+    ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, BZ(), d.n, node_, "B zero point"));
+    DataType out = DataType::kInt32;
+    if (qlinear_) {
+      ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 1, node_, "A scale"));
+      ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, 4, d.n, node_, "B scale"));
+      ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 6, node_, "y scale"));
+      ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 7, node_, "y zero point"));
+      for (size_t i : {1, 4, 6})
+        if (ctx.in[i]->dtype != DataType::kFloat)
+          return Unsupported(node_.Describe(), ": scales must be float32");
+      out = ctx.in[7]->dtype;
+      if (!Is8Bit(out)) return Unsupported(node_.Describe(), ": output type ", DataTypeName(out));
+    }
+    const Tensor* b = ctx.value(B());
+    const bool bz_known = !ctx.has(BZ()) || ctx.value(BZ()) != nullptr;
+    gemm_.reset();
+    if (b != nullptr && bz_known && NumElements(d.b_batch) == 1) {
+      std::vector<int32_t> bz = ctx.has(BZ()) ? ReadZps(*ctx.value(BZ())) : std::vector<int32_t>{};
+      ONNXQ_ASSIGN_OR_RETURN(gemm_, Pack(b->raw(), bt, d.k, d.n, bz));
+    }
+    ctx.out[0] = {out, d.out, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const TensorRef& a = ctx.in[0];
+    const TensorRef& b = ctx.in[B()];
+    ONNXQ_ASSIGN_OR_RETURN(auto d, MatMulShape(a.dims, b.dims, node_));
+    std::vector<int32_t> bz = ctx.in.size() > BZ() && ctx.in[BZ()].present()
+                                  ? ReadZps(ctx.in[BZ()]) : std::vector<int32_t>{};
+    const int32_t az = ctx.in.size() > AZ() && ctx.in[AZ()].present()
+                           ? ZpAt(ctx.in[AZ()].dtype, ctx.in[AZ()].data, 0) : 0;
+    kernels::Int8OutputStage out;
+    std::vector<float> scales;
+    if (qlinear_) {
+      scales = kernels::Int8OutputScales(*ctx.in[1].ptr<float>(), ctx.in[4].ptr<float>(),
+                                         ctx.in[4].numel, *ctx.in[6].ptr<float>(), d.n);
+      out.scale = scales.data();
+      out.zero_point = ZpAt(ctx.in[7].dtype, ctx.in[7].data, 0);
+      out.out_signed = ctx.out[0].dtype == DataType::kInt8;
+      OutputRange(ctx.out[0].dtype, &out.qmin, &out.qmax);
+    }
+    const size_t esize = qlinear_ ? 1 : 4;
+    const int64_t batches = NumElements(d.batch);
+    // The GEMM computes Y^T = B^T A^T (weights on the left); Y is its transpose.
+    std::vector<uint8_t> yt(static_cast<size_t>(d.n * d.m) * esize);
+    std::unique_ptr<kernels::Int8Gemm> local;
+    for (int64_t t = 0; t < batches; ++t) {
+      const int64_t ao = BatchOffset(d.a_batch, d.batch, t);
+      const int64_t bo = BatchOffset(d.b_batch, d.batch, t);
+      const kernels::Int8Gemm* gemm = gemm_.get();
+      if (gemm == nullptr) {
+        ONNXQ_ASSIGN_OR_RETURN(local, Pack(static_cast<const uint8_t*>(b.data) + bo * d.k * d.n,
+                                           b.dtype, d.k, d.n, bz));
+        gemm = local.get();
+      }
+      const uint8_t* ap = static_cast<const uint8_t*>(a.data) + ao * d.m * d.k;
+      gemm->Run(ap, a.dtype == DataType::kInt8, 1, d.k, az, d.m, out, yt.data(), d.m, ctx.pool);
+      uint8_t* y = static_cast<uint8_t*>(ctx.out[0].data) + t * d.m * d.n * esize;
+      for (int64_t i = 0; i < d.m; ++i)
+        for (int64_t j = 0; j < d.n; ++j)
+          std::memcpy(y + (i * d.n + j) * esize, yt.data() + (j * d.m + i) * esize, esize);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  StatusOr<std::unique_ptr<kernels::Int8Gemm>> Pack(const void* b, DataType bt, int64_t k,
+                                                    int64_t n, const std::vector<int32_t>& bz) const {
+    // W = B^T, [n x k].
+    std::vector<uint8_t> wt(static_cast<size_t>(n * k));
+    const uint8_t* src = static_cast<const uint8_t*>(b);
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < n; ++j) wt[j * k + i] = src[i * n + j];
+    return kernels::Int8Gemm::Create(n, k, wt.data(), k, bt == DataType::kInt8,
+                                     bz.empty() ? nullptr : bz.data(),
+                                     static_cast<int64_t>(bz.size()), isa_);
+  }
+
+  const Node& node_;
+  bool qlinear_;
+  kernels::Isa isa_;
+  std::unique_ptr<kernels::Int8Gemm> gemm_;
+};
+
+// ---------------------------------------------------------------- DynamicQuantizeLinear
+
+// uint8 output; scale = (max(0, max x) - min(0, min x)) / 255 (1 when x is all zeros, as ONNX
+// Runtime), zero point = round_half_even(clamp(0 - min / scale, 0, 255)),
+// y = saturate(round_half_even(x / scale) + zero point).
+class DynamicQuantizeKernel : public OpKernel {
+ public:
+  explicit DynamicQuantizeKernel(const Node& node) : node_(node) {}
+
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": needs x");
+    if (ctx.in[0]->dtype != DataType::kFloat)
+      return Unsupported(node_.Describe(), ": only float32 input is supported");
+    ctx.out[0] = {DataType::kUint8, ctx.in[0]->dims, nullptr};
+    if (ctx.out.size() > 1) ctx.out[1] = {DataType::kFloat, {}, nullptr};
+    if (ctx.out.size() > 2) ctx.out[2] = {DataType::kUint8, {}, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const float* x = ctx.in[0].ptr<float>();
+    const int64_t n = ctx.in[0].numel;
+    float lo = 0.f, hi = 0.f;
+    for (int64_t i = 0; i < n; ++i) {
+      lo = std::min(lo, x[i]);
+      hi = std::max(hi, x[i]);
+    }
+    if (!std::isfinite(lo) || !std::isfinite(hi))
+      return InvalidArgument(node_.Describe(), ": input contains a non-finite value");
+    const float scale = hi == lo ? 1.f : (hi - lo) / 255.f;
+    float zp = 0.f - lo / scale;
+    zp = std::nearbyint(std::min(std::max(zp, 0.f), 255.f));
+    uint8_t* y = ctx.out[0].ptr<uint8_t>();
+    ParallelFor(ctx.pool, n, 16384, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        float q = std::nearbyint(x[i] / scale) + zp;
+        y[i] = static_cast<uint8_t>(std::min(std::max(q, 0.f), 255.f));
+      }
+    });
+    if (ctx.out.size() > 1 && ctx.out[1].data) *ctx.out[1].ptr<float>() = scale;
+    if (ctx.out.size() > 2 && ctx.out[2].data) *ctx.out[2].ptr<uint8_t>() = static_cast<uint8_t>(zp);
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+};
+
+}  // namespace
+
+void RegisterIntegerOps(std::vector<OpRegistration>& r) {
+  r.push_back({"QLinearConv", 10, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
+                 return MakeKernel<IntConvKernel>(*info.node, std::move(attrs), true, info.isa);
+               },
+               "2-D; uint8/int8 input and output, uint8/int8 weights with per-tensor or "
+               "per-channel scale and zero point, int32 bias; ONNX Runtime's requantization"});
+  r.push_back({"ConvInteger", 10, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
+                 return MakeKernel<IntConvKernel>(*info.node, std::move(attrs), false, info.isa);
+               },
+               "2-D; uint8/int8 input and weights, per-tensor or per-channel weight zero point"});
+  r.push_back({"QLinearMatMul", 10, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 return MakeKernel<IntMatMulKernel>(*info.node, true, info.isa);
+               },
+               "uint8/int8; per-tensor A, per-tensor or per-column B scale / zero point; "
+               "batch broadcasting"});
+  r.push_back({"MatMulInteger", 10, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 return MakeKernel<IntMatMulKernel>(*info.node, false, info.isa);
+               },
+               "uint8/int8; single A zero point, per-tensor or per-column B zero point"});
+  r.push_back({"DynamicQuantizeLinear", 11, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 return MakeKernel<DynamicQuantizeKernel>(*info.node);
+               },
+               "float32 in, uint8 out; ONNX Runtime's scale / zero point rounding"});
+}
+
+}  // namespace onnxq::runtime

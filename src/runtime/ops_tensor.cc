@@ -1,0 +1,907 @@
+// Data-movement ops: Identity, Dropout (inference), Reshape, Flatten, Squeeze, Unsqueeze,
+// Transpose, Concat, Gather, Slice, Pad, Constant, Shape, Cast. Shape-like inputs (Reshape's shape,
+// Slice's starts, Pad's pads, axes) must be known when the plan is built: initializers, Constant
+// nodes, shape arithmetic folded at plan time or small integer feeds (which key the plan cache).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "runtime/op_kernel.h"
+
+namespace onnxq::runtime {
+namespace {
+
+Status NeedValue(const InferContext& ctx, size_t i, const Node& node, const char* what) {
+  if (!ctx.has(i)) return InvalidArgument(node.Describe(), ": missing input '", what, "'");
+  if (ctx.value(i) == nullptr)
+    return Unsupported(node.Describe(), ": input '", what,
+                       "' must be known before the run (an initializer, a Constant, shape "
+                       "arithmetic or a small integer input)");
+  return Status::Ok();
+}
+
+std::vector<int64_t> RefInts(const TensorRef& t) {
+  std::vector<int64_t> v(static_cast<size_t>(t.numel));
+  for (int64_t i = 0; i < t.numel; ++i)
+    v[i] = t.dtype == DataType::kInt32 ? t.ptr<int32_t>()[i] : t.ptr<int64_t>()[i];
+  return v;
+}
+
+// Copies the input bytes unchanged: Identity, Reshape, Flatten, Squeeze, Unsqueeze, Dropout.
+class CopyKernel : public OpKernel {
+ public:
+  using ShapeFn = std::function<StatusOr<std::vector<int64_t>>(const InferContext&)>;
+  CopyKernel(const Node& node, ShapeFn shape) : node_(node), shape_(std::move(shape)) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    ONNXQ_ASSIGN_OR_RETURN(auto dims, shape_(ctx));
+    if (NumElements(dims) != NumElements(ctx.in[0]->dims))
+      return InvalidArgument(node_.Describe(), ": cannot reshape ", Dims(ctx.in[0]->dims), " to ",
+                             Dims(dims));
+    ctx.out[0] = {ctx.in[0]->dtype, dims, nullptr};
+    // Dropout's optional mask: all true in inference.
+    if (ctx.out.size() > 1) ctx.out[1] = {DataType::kBool, ctx.in[0]->dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    if (ctx.out[0].data != ctx.in[0].data && ctx.in[0].nbytes() > 0)
+      std::memcpy(ctx.out[0].data, ctx.in[0].data, ctx.in[0].nbytes());
+    if (ctx.out.size() > 1 && ctx.out[1].present())
+      std::memset(ctx.out[1].data, 1, ctx.out[1].nbytes());
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  ShapeFn shape_;
+};
+
+StatusOr<std::vector<int64_t>> ReshapeDims(const std::vector<int64_t>& in,
+                                           const std::vector<int64_t>& shape, bool allowzero,
+                                           const Node& node) {
+  std::vector<int64_t> out(shape.size());
+  int64_t infer = -1, known = 1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    int64_t d = shape[i];
+    if (d == 0 && !allowzero) {
+      if (i >= in.size())
+        return InvalidArgument(node.Describe(), ": shape ", Dims(shape), " copies dim ", i,
+                               " of a rank-", in.size(), " input");
+      d = in[i];
+    }
+    if (d == -1) {
+      if (infer >= 0) return InvalidArgument(node.Describe(), ": shape has two -1 entries");
+      infer = static_cast<int64_t>(i);
+      continue;
+    }
+    if (d < 0) return InvalidArgument(node.Describe(), ": invalid shape entry ", d);
+    out[i] = d;
+    known *= d;
+  }
+  const int64_t total = NumElements(in);
+  if (infer >= 0) {
+    if (known == 0 || total % known != 0)
+      return InvalidArgument(node.Describe(), ": cannot reshape ", Dims(in), " to ", Dims(shape));
+    out[infer] = total / known;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- Transpose
+
+template <size_t kSize>
+void TransposeCopy(const std::byte* src, std::byte* dst, const std::vector<int64_t>& in,
+                   const std::vector<int64_t>& perm, ThreadPool* pool) {
+  struct Elem {
+    std::byte b[kSize];
+  };
+  const size_t r = in.size();
+  std::vector<int64_t> in_stride(r, 1), out_dims(r), src_stride(r);
+  for (size_t i = r; i-- > 1;) in_stride[i - 1] = in_stride[i] * in[i];
+  for (size_t i = 0; i < r; ++i) {
+    out_dims[i] = in[perm[i]];
+    src_stride[i] = in_stride[perm[i]];
+  }
+  const Elem* s = reinterpret_cast<const Elem*>(src);
+  Elem* d = reinterpret_cast<Elem*>(dst);
+  const int64_t inner = r ? out_dims[r - 1] : 1, inner_stride = r ? src_stride[r - 1] : 1;
+  const int64_t rows = inner > 0 ? NumElements(out_dims) / inner : 0;
+  ParallelFor(pool, rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)),
+              [&](int64_t b, int64_t e) {
+                for (int64_t row = b; row < e; ++row) {
+                  int64_t rem = row, off = 0;
+                  for (size_t a = r - 1; a-- > 0;) {
+                    off += (rem % out_dims[a]) * src_stride[a];
+                    rem /= out_dims[a];
+                  }
+                  Elem* o = d + row * inner;
+                  for (int64_t j = 0; j < inner; ++j) o[j] = s[off + j * inner_stride];
+                }
+              });
+}
+
+class TransposeKernel : public OpKernel {
+ public:
+  TransposeKernel(const Node& node, std::vector<int64_t> perm) : node_(node), perm_(std::move(perm)) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    const auto& x = *ctx.in[0];
+    ONNXQ_ASSIGN_OR_RETURN(auto perm, Perm(x.dims.size()));
+    std::vector<int64_t> out(x.dims.size());
+    for (size_t i = 0; i < out.size(); ++i) out[i] = x.dims[perm[i]];
+    ctx.out[0] = {x.dtype, out, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    ONNXQ_ASSIGN_OR_RETURN(auto perm, Perm(ctx.in[0].rank()));
+    const auto* src = static_cast<const std::byte*>(ctx.in[0].data);
+    auto* dst = static_cast<std::byte*>(ctx.out[0].data);
+    if (ctx.in[0].numel == 0) return Status::Ok();
+    if (ctx.in[0].rank() == 0) {
+      std::memcpy(dst, src, ctx.in[0].nbytes());
+      return Status::Ok();
+    }
+    switch (ElementSize(ctx.in[0].dtype)) {
+      case 1: TransposeCopy<1>(src, dst, ctx.in[0].dims, perm, ctx.pool); break;
+      case 2: TransposeCopy<2>(src, dst, ctx.in[0].dims, perm, ctx.pool); break;
+      case 4: TransposeCopy<4>(src, dst, ctx.in[0].dims, perm, ctx.pool); break;
+      case 8: TransposeCopy<8>(src, dst, ctx.in[0].dims, perm, ctx.pool); break;
+      case 16: TransposeCopy<16>(src, dst, ctx.in[0].dims, perm, ctx.pool); break;
+      default:
+        return Unsupported(node_.Describe(), ": element type ", DataTypeName(ctx.in[0].dtype));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  StatusOr<std::vector<int64_t>> Perm(size_t rank) const {
+    std::vector<int64_t> perm = perm_;
+    if (perm.empty()) {
+      for (size_t i = 0; i < rank; ++i) perm.push_back(static_cast<int64_t>(rank - 1 - i));
+    }
+    if (perm.size() != rank)
+      return InvalidArgument(node_.Describe(), ": perm has ", perm.size(), " entries for rank ",
+                             rank);
+    std::vector<bool> seen(rank, false);
+    for (auto& p : perm) {
+      if (p < 0) p += static_cast<int64_t>(rank);
+      if (p < 0 || p >= static_cast<int64_t>(rank) || seen[p])
+        return InvalidArgument(node_.Describe(), ": perm is not a permutation");
+      seen[p] = true;
+    }
+    return perm;
+  }
+  const Node& node_;
+  std::vector<int64_t> perm_;
+};
+
+// ---------------------------------------------------------------- Concat
+
+class ConcatKernel : public OpKernel {
+ public:
+  ConcatKernel(const Node& node, int64_t axis) : node_(node), axis_(axis) {}
+  Status Infer(InferContext& ctx) override {
+    if (ctx.in.empty() || !ctx.has(0)) return InvalidArgument(node_.Describe(), ": no inputs");
+    const auto& first = *ctx.in[0];
+    const int64_t r = static_cast<int64_t>(first.dims.size());
+    ONNXQ_ASSIGN_OR_RETURN(int64_t axis, NormalizeAxis(axis_, r, node_));
+    std::vector<int64_t> out = first.dims;
+    out[axis] = 0;
+    for (size_t i = 0; i < ctx.in.size(); ++i) {
+      if (!ctx.has(i)) return InvalidArgument(node_.Describe(), ": input ", i, " is missing");
+      const auto& v = *ctx.in[i];
+      if (v.dtype != first.dtype || static_cast<int64_t>(v.dims.size()) != r)
+        return InvalidArgument(node_.Describe(), ": input ", i, " has type/rank differing from input 0");
+      for (int64_t a = 0; a < r; ++a)
+        if (a != axis && v.dims[a] != first.dims[a])
+          return InvalidArgument(node_.Describe(), ": input ", i, " ", Dims(v.dims),
+                                 " does not match ", Dims(first.dims), " off axis ", axis);
+      out[axis] += v.dims[axis];
+    }
+    ctx.out[0] = {first.dtype, out, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const auto& od = ctx.out[0].dims;
+    const int64_t axis = axis_ < 0 ? axis_ + static_cast<int64_t>(od.size()) : axis_;
+    const size_t es = ElementSize(ctx.out[0].dtype);
+    int64_t outer = 1, inner = 1;
+    for (int64_t a = 0; a < static_cast<int64_t>(od.size()); ++a) {
+      if (a < axis) outer *= od[a];
+      if (a > axis) inner *= od[a];
+    }
+    const size_t out_row = static_cast<size_t>(od[axis] * inner) * es;
+    auto* dst = static_cast<std::byte*>(ctx.out[0].data);
+    size_t offset = 0;
+    for (const auto& in : ctx.in) {
+      const size_t row = static_cast<size_t>(in.dims[axis] * inner) * es;
+      const auto* src = static_cast<const std::byte*>(in.data);
+      if (row > 0)
+        for (int64_t o = 0; o < outer; ++o) std::memcpy(dst + o * out_row + offset, src + o * row, row);
+      offset += row;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  int64_t axis_;
+};
+
+// ---------------------------------------------------------------- Gather
+
+class GatherKernel : public OpKernel {
+ public:
+  GatherKernel(const Node& node, int64_t axis) : node_(node), axis_(axis) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(1)) return InvalidArgument(node_.Describe(), ": needs data and indices");
+    const auto& d = *ctx.in[0];
+    const auto& idx = *ctx.in[1];
+    if (idx.dtype != DataType::kInt32 && idx.dtype != DataType::kInt64)
+      return InvalidArgument(node_.Describe(), ": indices must be int32 or int64");
+    ONNXQ_ASSIGN_OR_RETURN(int64_t axis,
+                           NormalizeAxis(axis_, static_cast<int64_t>(d.dims.size()), node_));
+    std::vector<int64_t> out(d.dims.begin(), d.dims.begin() + axis);
+    out.insert(out.end(), idx.dims.begin(), idx.dims.end());
+    out.insert(out.end(), d.dims.begin() + axis + 1, d.dims.end());
+    ctx.out[0] = {d.dtype, out, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const TensorRef &d = ctx.in[0], &ix = ctx.in[1];
+    const int64_t axis = axis_ < 0 ? axis_ + static_cast<int64_t>(d.rank()) : axis_;
+    int64_t outer = 1, inner = 1;
+    for (int64_t a = 0; a < static_cast<int64_t>(d.rank()); ++a) {
+      if (a < axis) outer *= d.dims[a];
+      if (a > axis) inner *= d.dims[a];
+    }
+    const int64_t n = d.dims[axis];
+    const size_t es = ElementSize(d.dtype), block = static_cast<size_t>(inner) * es;
+    std::vector<int64_t> indices = RefInts(ix);
+    for (auto& i : indices) {
+      if (i < -n || i >= n)
+        return InvalidArgument(node_.Describe(), ": index ", i, " is out of range for axis size ", n);
+      if (i < 0) i += n;
+    }
+    const auto* src = static_cast<const std::byte*>(d.data);
+    auto* dst = static_cast<std::byte*>(ctx.out[0].data);
+    const int64_t m = static_cast<int64_t>(indices.size());
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t j = 0; j < m; ++j)
+        std::memcpy(dst + (o * m + j) * block, src + (o * n + indices[j]) * block, block);
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  int64_t axis_;
+};
+
+// ---------------------------------------------------------------- Slice
+
+struct SliceAxis {
+  int64_t start = 0, step = 1, size = 0;
+};
+
+StatusOr<std::vector<SliceAxis>> SliceGeometry(const std::vector<int64_t>& dims,
+                                               const std::vector<int64_t>& starts,
+                                               const std::vector<int64_t>& ends,
+                                               const std::vector<int64_t>& axes_in,
+                                               const std::vector<int64_t>& steps_in,
+                                               const Node& node) {
+  const int64_t r = static_cast<int64_t>(dims.size());
+  std::vector<SliceAxis> g(dims.size());
+  for (int64_t a = 0; a < r; ++a) g[a] = {0, 1, dims[a]};
+  if (starts.size() != ends.size())
+    return InvalidArgument(node.Describe(), ": starts and ends differ in length");
+  std::vector<int64_t> axes = axes_in;
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  if (axes.size() != starts.size() || (!steps_in.empty() && steps_in.size() != starts.size()))
+    return InvalidArgument(node.Describe(), ": axes/steps do not match starts");
+  std::vector<bool> seen(dims.size(), false);
+  for (size_t i = 0; i < axes.size(); ++i) {
+    ONNXQ_ASSIGN_OR_RETURN(int64_t a, NormalizeAxis(axes[i], r, node, "axes"));
+    if (seen[a]) return InvalidArgument(node.Describe(), ": axis ", a, " repeats");
+    seen[a] = true;
+    const int64_t d = dims[a];
+    const int64_t step = steps_in.empty() ? 1 : steps_in[i];
+    if (step == 0) return InvalidArgument(node.Describe(), ": step 0");
+    int64_t s = starts[i], e = ends[i];
+    if (s < 0) s += d;
+    if (e < 0) e += d;
+    if (step > 0) {
+      s = std::clamp<int64_t>(s, 0, d);
+      e = std::clamp<int64_t>(e, 0, d);
+      g[a] = {s, step, e > s ? (e - s + step - 1) / step : 0};
+    } else {
+      s = std::clamp<int64_t>(s, 0, d - 1);
+      e = std::clamp<int64_t>(e, -1, d - 1);
+      g[a] = {s, step, s > e ? (s - e + (-step) - 1) / (-step) : 0};
+    }
+    // Very large |starts|/|ends| (INT64_MIN/MAX) are clamped above before any arithmetic.
+  }
+  return g;
+}
+
+class SliceKernel : public OpKernel {
+ public:
+  SliceKernel(const Node& node, bool from_attrs, std::vector<int64_t> starts,
+              std::vector<int64_t> ends, std::vector<int64_t> axes)
+      : node_(node), from_attrs_(from_attrs), starts_(std::move(starts)), ends_(std::move(ends)),
+        axes_(std::move(axes)) {}
+
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    std::vector<int64_t> starts = starts_, ends = ends_, axes = axes_, steps;
+    if (!from_attrs_) {
+      ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 1, node_, "starts"));
+      ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 2, node_, "ends"));
+      ONNXQ_ASSIGN_OR_RETURN(starts, ReadInts(*ctx.value(1), node_, "starts"));
+      ONNXQ_ASSIGN_OR_RETURN(ends, ReadInts(*ctx.value(2), node_, "ends"));
+      if (ctx.has(3)) {
+        ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 3, node_, "axes"));
+        ONNXQ_ASSIGN_OR_RETURN(axes, ReadInts(*ctx.value(3), node_, "axes"));
+      }
+      if (ctx.has(4)) {
+        ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 4, node_, "steps"));
+        ONNXQ_ASSIGN_OR_RETURN(steps, ReadInts(*ctx.value(4), node_, "steps"));
+      }
+    }
+    ONNXQ_ASSIGN_OR_RETURN(auto g, SliceGeometry(ctx.in[0]->dims, starts, ends, axes, steps, node_));
+    std::vector<int64_t> out;
+    for (const auto& a : g) out.push_back(a.size);
+    ctx.out[0] = {ctx.in[0]->dtype, out, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    std::vector<int64_t> starts = starts_, ends = ends_, axes = axes_, steps;
+    if (!from_attrs_) {
+      starts = RefInts(ctx.in[1]);
+      ends = RefInts(ctx.in[2]);
+      if (ctx.in.size() > 3 && ctx.in[3].present()) axes = RefInts(ctx.in[3]);
+      if (ctx.in.size() > 4 && ctx.in[4].present()) steps = RefInts(ctx.in[4]);
+    }
+    const TensorRef& x = ctx.in[0];
+    ONNXQ_ASSIGN_OR_RETURN(auto g, SliceGeometry(x.dims, starts, ends, axes, steps, node_));
+    if (ctx.out[0].numel == 0) return Status::Ok();
+    const size_t r = x.rank(), es = ElementSize(x.dtype);
+    if (r == 0) {
+      std::memcpy(ctx.out[0].data, x.data, es);
+      return Status::Ok();
+    }
+    std::vector<int64_t> stride(r, 1);
+    for (size_t i = r; i-- > 1;) stride[i - 1] = stride[i] * x.dims[i];
+    const auto* src = static_cast<const std::byte*>(x.data);
+    auto* dst = static_cast<std::byte*>(ctx.out[0].data);
+    const int64_t inner = g[r - 1].size, rows = ctx.out[0].numel / inner;
+    const int64_t istep = g[r - 1].step;
+    for (int64_t row = 0; row < rows; ++row) {
+      int64_t rem = row, off = g[r - 1].start;
+      for (size_t a = r - 1; a-- > 0;) {
+        const int64_t i = rem % g[a].size;
+        rem /= g[a].size;
+        off += (g[a].start + i * g[a].step) * stride[a];
+      }
+      std::byte* o = dst + row * inner * es;
+      if (istep == 1) {
+        std::memcpy(o, src + off * es, inner * es);
+      } else {
+        for (int64_t j = 0; j < inner; ++j) std::memcpy(o + j * es, src + (off + j * istep) * es, es);
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  bool from_attrs_;
+  std::vector<int64_t> starts_, ends_, axes_;
+};
+
+// ---------------------------------------------------------------- Pad
+
+enum class PadMode { kConstant, kReflect, kEdge, kWrap };
+
+class PadKernel : public OpKernel {
+ public:
+  PadKernel(const Node& node, PadMode mode, bool from_attrs, std::vector<int64_t> pads, float value)
+      : node_(node), mode_(mode), from_attrs_(from_attrs), pads_attr_(std::move(pads)), value_(value) {}
+
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    const auto& x = *ctx.in[0];
+    std::vector<int64_t> pads = pads_attr_, axes;
+    if (!from_attrs_) {
+      ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 1, node_, "pads"));
+      ONNXQ_ASSIGN_OR_RETURN(pads, ReadInts(*ctx.value(1), node_, "pads"));
+      if (ctx.has(3)) {
+        ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 3, node_, "axes"));
+        ONNXQ_ASSIGN_OR_RETURN(axes, ReadInts(*ctx.value(3), node_, "axes"));
+      }
+      if (ctx.has(2) && (ctx.in[2]->dtype != x.dtype || NumElements(ctx.in[2]->dims) != 1))
+        return InvalidArgument(node_.Describe(), ": constant_value must be a scalar of the input type");
+    }
+    ONNXQ_DISPATCH_NUMERIC(x.dtype, node_, T, (void)0);
+    ONNXQ_ASSIGN_OR_RETURN(auto full, FullPads(x.dims, pads, axes));
+    const size_t r = x.dims.size();
+    std::vector<int64_t> out(r);
+    for (size_t a = 0; a < r; ++a) {
+      out[a] = x.dims[a] + full[a] + full[a + r];
+      if (out[a] < 0) return InvalidArgument(node_.Describe(), ": pads make axis ", a, " negative");
+      if (out[a] > 0 && x.dims[a] == 0 && mode_ != PadMode::kConstant)
+        return InvalidArgument(node_.Describe(), ": cannot ", "edge/reflect-pad an empty axis");
+    }
+    ctx.out[0] = {x.dtype, out, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    std::vector<int64_t> pads = pads_attr_, axes;
+    if (!from_attrs_) {
+      pads = RefInts(ctx.in[1]);
+      if (ctx.in.size() > 3 && ctx.in[3].present()) axes = RefInts(ctx.in[3]);
+    }
+    ONNXQ_ASSIGN_OR_RETURN(auto full, FullPads(ctx.in[0].dims, pads, axes));
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0].dtype, node_, T, Apply<T>(ctx, full));
+    return Status::Ok();
+  }
+
+ private:
+  StatusOr<std::vector<int64_t>> FullPads(const std::vector<int64_t>& dims,
+                                          const std::vector<int64_t>& pads,
+                                          const std::vector<int64_t>& axes_in) const {
+    const size_t r = dims.size();
+    std::vector<int64_t> axes = axes_in;
+    if (axes.empty())
+      for (size_t i = 0; i < r; ++i) axes.push_back(static_cast<int64_t>(i));
+    if (pads.size() != 2 * axes.size())
+      return InvalidArgument(node_.Describe(), ": pads has ", pads.size(), " entries for ",
+                             axes.size(), " axes");
+    std::vector<int64_t> full(2 * r, 0);
+    for (size_t i = 0; i < axes.size(); ++i) {
+      ONNXQ_ASSIGN_OR_RETURN(int64_t a, NormalizeAxis(axes[i], static_cast<int64_t>(r), node_, "axes"));
+      full[a] = pads[i];
+      full[a + r] = pads[i + axes.size()];
+    }
+    return full;
+  }
+
+  template <typename T>
+  void Apply(const RunContext& ctx, const std::vector<int64_t>& full) const {
+    const TensorRef& x = ctx.in[0];
+    const TensorRef& y = ctx.out[0];
+    const size_t r = x.rank();
+    T cval = static_cast<T>(value_);
+    if (ctx.in.size() > 2 && ctx.in[2].present()) cval = *ctx.in[2].ptr<T>();
+    const T* xp = x.ptr<T>();
+    T* yp = y.ptr<T>();
+    if (r == 0) {
+      yp[0] = xp[0];
+      return;
+    }
+    // Per axis: output index -> source index (-1: the constant).
+    std::vector<std::vector<int64_t>> map(r);
+    std::vector<int64_t> stride(r, 1);
+    for (size_t i = r; i-- > 1;) stride[i - 1] = stride[i] * x.dims[i];
+    for (size_t a = 0; a < r; ++a) {
+      const int64_t n = x.dims[a];
+      map[a].resize(static_cast<size_t>(y.dims[a]));
+      for (int64_t o = 0; o < y.dims[a]; ++o) {
+        int64_t i = o - full[a];
+        if (i < 0 || i >= n) {
+          switch (mode_) {
+            case PadMode::kConstant: i = -1; break;
+            case PadMode::kEdge: i = std::clamp<int64_t>(i, 0, n - 1); break;
+            case PadMode::kWrap: i = ((i % n) + n) % n; break;
+            case PadMode::kReflect:
+              if (n == 1) {
+                i = 0;
+              } else {
+                const int64_t period = 2 * (n - 1);
+                i = ((i % period) + period) % period;
+                if (i >= n) i = period - i;
+              }
+              break;
+          }
+        }
+        map[a][o] = i < 0 ? -1 : i * stride[a];
+      }
+    }
+    const int64_t inner = y.dims[r - 1];
+    if (inner == 0) return;
+    const int64_t rows = y.numel / inner;
+    for (int64_t row = 0; row < rows; ++row) {
+      int64_t rem = row, off = 0;
+      bool constant = false;
+      for (size_t a = r - 1; a-- > 0;) {
+        const int64_t m = map[a][rem % y.dims[a]];
+        rem /= y.dims[a];
+        if (m < 0) constant = true;
+        off += m;
+      }
+      T* o = yp + row * inner;
+      if (constant) {
+        std::fill(o, o + inner, cval);
+        continue;
+      }
+      const auto& last = map[r - 1];
+      for (int64_t j = 0; j < inner; ++j) o[j] = last[j] < 0 ? cval : xp[off + last[j]];
+    }
+  }
+
+  const Node& node_;
+  PadMode mode_;
+  bool from_attrs_;
+  std::vector<int64_t> pads_attr_;
+  float value_;
+};
+
+// ---------------------------------------------------------------- Constant and Shape
+
+class ConstantKernel : public OpKernel {
+ public:
+  ConstantKernel(const Node& node, Tensor value) : node_(node), value_(std::move(value)) {}
+  Status Infer(InferContext& ctx) override {
+    ctx.out[0] = {value_.dtype(), value_.dims(), &value_};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    if (value_.nbytes() > 0) std::memcpy(ctx.out[0].data, value_.raw(), value_.nbytes());
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  Tensor value_;
+};
+
+class ShapeKernel : public OpKernel {
+ public:
+  ShapeKernel(const Node& node, int64_t start, std::optional<int64_t> end)
+      : node_(node), start_(start), end_(end) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    auto [s, e] = Range(static_cast<int64_t>(ctx.in[0]->dims.size()));
+    ctx.out[0] = {DataType::kInt64, {std::max<int64_t>(0, e - s)}, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    auto [s, e] = Range(static_cast<int64_t>(ctx.in[0].rank()));
+    int64_t* y = ctx.out[0].ptr<int64_t>();
+    for (int64_t i = s; i < e; ++i) y[i - s] = ctx.in[0].dims[i];
+    return Status::Ok();
+  }
+
+ private:
+  std::pair<int64_t, int64_t> Range(int64_t r) const {
+    int64_t s = start_ < 0 ? start_ + r : start_;
+    int64_t e = end_ ? (*end_ < 0 ? *end_ + r : *end_) : r;
+    return {std::clamp<int64_t>(s, 0, r), std::clamp<int64_t>(e, 0, r)};
+  }
+  const Node& node_;
+  int64_t start_;
+  std::optional<int64_t> end_;
+};
+
+// ---------------------------------------------------------------- Cast
+
+struct Half {
+  uint16_t v;
+};
+struct BFloat {
+  uint16_t v;
+};
+
+template <typename D, typename S>
+D ConvertOne(S s) {
+  if constexpr (std::is_same_v<S, Half>) {
+    return ConvertOne<D>(HalfToFloat(s.v));
+  } else if constexpr (std::is_same_v<S, BFloat>) {
+    return ConvertOne<D>(BFloat16ToFloat(s.v));
+  } else if constexpr (std::is_same_v<D, Half>) {
+    return Half{FloatToHalf(static_cast<float>(s))};
+  } else if constexpr (std::is_same_v<D, BFloat>) {
+    return BFloat{FloatToBFloat16(static_cast<float>(s))};
+  } else if constexpr (std::is_same_v<D, bool>) {
+    return s != S(0);
+  } else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) {
+    // Out-of-range and NaN are undefined in ONNX; saturate instead of invoking UB.
+    if (!(s == s)) return D(0);
+    if (s <= static_cast<S>(std::numeric_limits<D>::lowest())) return std::numeric_limits<D>::lowest();
+    if (s >= static_cast<S>(std::numeric_limits<D>::max())) return std::numeric_limits<D>::max();
+    return static_cast<D>(s);
+  } else {
+    return static_cast<D>(s);
+  }
+}
+
+#define ONNXQ_CAST_TYPES(X, T, ...)                 \
+  switch (X) {                                      \
+    ONNXQ_RT_CASE(kFloat, float, T, __VA_ARGS__)    \
+    ONNXQ_RT_CASE(kDouble, double, T, __VA_ARGS__)  \
+    ONNXQ_RT_CASE(kFloat16, Half, T, __VA_ARGS__)   \
+    ONNXQ_RT_CASE(kBFloat16, BFloat, T, __VA_ARGS__) \
+    ONNXQ_RT_CASE(kInt8, int8_t, T, __VA_ARGS__)    \
+    ONNXQ_RT_CASE(kUint8, uint8_t, T, __VA_ARGS__)  \
+    ONNXQ_RT_CASE(kInt16, int16_t, T, __VA_ARGS__)  \
+    ONNXQ_RT_CASE(kUint16, uint16_t, T, __VA_ARGS__) \
+    ONNXQ_RT_CASE(kInt32, int32_t, T, __VA_ARGS__)  \
+    ONNXQ_RT_CASE(kUint32, uint32_t, T, __VA_ARGS__) \
+    ONNXQ_RT_CASE(kInt64, int64_t, T, __VA_ARGS__)  \
+    ONNXQ_RT_CASE(kUint64, uint64_t, T, __VA_ARGS__) \
+    ONNXQ_RT_CASE(kBool, bool, T, __VA_ARGS__)      \
+    default:                                        \
+      return Unsupported(node_.Describe(), ": Cast of ", DataTypeName(X), " is not supported"); \
+  }
+
+class CastKernel : public OpKernel {
+ public:
+  CastKernel(const Node& node, DataType to) : node_(node), to_(to) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    ONNXQ_CAST_TYPES(ctx.in[0]->dtype, S, (void)0);
+    ONNXQ_CAST_TYPES(to_, D, (void)0);
+    ctx.out[0] = {to_, ctx.in[0]->dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const int64_t n = ctx.in[0].numel;
+    ONNXQ_CAST_TYPES(ctx.in[0].dtype, S, {
+      const S* x = ctx.in[0].ptr<S>();
+      ONNXQ_CAST_TYPES(to_, D, {
+        D* y = ctx.out[0].ptr<D>();
+        for (int64_t i = 0; i < n; ++i) y[i] = ConvertOne<D>(x[i]);
+      });
+    });
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  DataType to_;
+};
+
+// ---------------------------------------------------------------- factories
+
+StatusOr<std::vector<int64_t>> AxesFromAttrOrInput(const InferContext& ctx, bool from_attr,
+                                                   const std::vector<int64_t>& attr, size_t input,
+                                                   const Node& node) {
+  if (from_attr) return attr;
+  if (!ctx.has(input)) return std::vector<int64_t>{};
+  ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, input, node, "axes"));
+  return ReadInts(*ctx.value(input), node, "axes");
+}
+
+StatusOr<std::unique_ptr<OpKernel>> MakeReshape(const OpInfo& info) {
+  const Node& node = *info.node;
+  if (info.opset < 5) {
+    ONNXQ_ASSIGN_OR_RETURN(auto shape, node.attrs.GetInts("shape"));
+    return MakeKernel<CopyKernel>(node, [shape, &node](const InferContext& ctx) {
+      return ReshapeDims(ctx.in[0]->dims, shape, false, node);
+    });
+  }
+  ONNXQ_ASSIGN_OR_RETURN(int64_t allowzero, node.attrs.GetInt("allowzero", 0));
+  return MakeKernel<CopyKernel>(node, [allowzero, &node](const InferContext& ctx)
+                                          -> StatusOr<std::vector<int64_t>> {
+    ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 1, node, "shape"));
+    ONNXQ_ASSIGN_OR_RETURN(auto shape, ReadInts(*ctx.value(1), node, "shape"));
+    return ReshapeDims(ctx.in[0]->dims, shape, allowzero != 0, node);
+  });
+}
+
+StatusOr<std::unique_ptr<OpKernel>> MakeFlatten(const OpInfo& info) {
+  const Node& node = *info.node;
+  ONNXQ_ASSIGN_OR_RETURN(int64_t axis, node.attrs.GetInt("axis", 1));
+  return MakeKernel<CopyKernel>(node, [axis, &node](const InferContext& ctx)
+                                          -> StatusOr<std::vector<int64_t>> {
+    const auto& d = ctx.in[0]->dims;
+    const int64_t r = static_cast<int64_t>(d.size());
+    int64_t a = axis < 0 ? axis + r : axis;
+    if (a < 0 || a > r) return InvalidArgument(node.Describe(), ": axis ", axis, " out of range");
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < r; ++i) (i < a ? outer : inner) *= d[i];
+    return std::vector<int64_t>{outer, inner};
+  });
+}
+
+StatusOr<std::unique_ptr<OpKernel>> MakeSqueeze(const OpInfo& info, bool unsqueeze) {
+  const Node& node = *info.node;
+  const bool from_attr = info.opset < 13;
+  std::vector<int64_t> attr;
+  if (from_attr) {
+    if (unsqueeze) {
+      ONNXQ_ASSIGN_OR_RETURN(attr, node.attrs.GetInts("axes"));
+    } else {
+      ONNXQ_ASSIGN_OR_RETURN(attr, node.attrs.GetInts("axes", {}));
+    }
+  }
+  return MakeKernel<CopyKernel>(node, [=, &node](const InferContext& ctx)
+                                          -> StatusOr<std::vector<int64_t>> {
+    ONNXQ_ASSIGN_OR_RETURN(auto axes, AxesFromAttrOrInput(ctx, from_attr, attr, 1, node));
+    const auto& d = ctx.in[0]->dims;
+    if (unsqueeze) {
+      const int64_t r = static_cast<int64_t>(d.size() + axes.size());
+      std::vector<bool> ins(static_cast<size_t>(r), false);
+      for (int64_t a : axes) {
+        ONNXQ_ASSIGN_OR_RETURN(int64_t n, NormalizeAxis(a, r, node, "axes"));
+        if (ins[n]) return InvalidArgument(node.Describe(), ": axis ", a, " repeats");
+        ins[n] = true;
+      }
+      std::vector<int64_t> out;
+      size_t j = 0;
+      for (int64_t i = 0; i < r; ++i) out.push_back(ins[i] ? 1 : d[j++]);
+      return out;
+    }
+    std::vector<bool> drop(d.size(), false);
+    if (axes.empty()) {
+      for (size_t i = 0; i < d.size(); ++i) drop[i] = d[i] == 1;
+    }
+    for (int64_t a : axes) {
+      ONNXQ_ASSIGN_OR_RETURN(int64_t n, NormalizeAxis(a, static_cast<int64_t>(d.size()), node, "axes"));
+      if (d[n] != 1)
+        return InvalidArgument(node.Describe(), ": cannot squeeze axis ", a, " of size ", d[n]);
+      drop[n] = true;
+    }
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < d.size(); ++i)
+      if (!drop[i]) out.push_back(d[i]);
+    return out;
+  });
+}
+
+StatusOr<std::unique_ptr<OpKernel>> MakeDropout(const OpInfo& info) {
+  const Node& node = *info.node;
+  return MakeKernel<CopyKernel>(node, [&node](const InferContext& ctx)
+                                          -> StatusOr<std::vector<int64_t>> {
+    // Inference semantics; training mode is only deterministic (and accepted) with ratio 0.
+    if (ctx.has(2)) {
+      if (!ctx.value(2))
+        return Unsupported(node.Describe(), ": training_mode must be a constant");
+      if (ctx.value(2)->numel() != 1 || ctx.value(2)->GetAsDouble(0) != 0) {
+        double ratio = 0.5;
+        if (ctx.has(1)) {
+          if (!ctx.value(1)) return Unsupported(node.Describe(), ": ratio must be a constant");
+          ratio = ctx.value(1)->GetAsDouble(0);
+        }
+        if (ratio != 0)
+          return Unsupported(node.Describe(),
+                             ": Dropout in training mode (random) is not supported");
+      }
+    }
+    return ctx.in[0]->dims;
+  });
+}
+
+StatusOr<Tensor> ConstantValue(const Node& node) {
+  const auto& at = node.attrs;
+  if (at.Has("value")) return at.GetTensor("value");
+  if (at.Has("value_float")) {
+    ONNXQ_ASSIGN_OR_RETURN(float f, at.GetFloat("value_float"));
+    return Tensor::Float({}, std::span<const float>(&f, 1));
+  }
+  if (at.Has("value_floats")) {
+    ONNXQ_ASSIGN_OR_RETURN(auto f, at.GetFloats("value_floats"));
+    return Tensor::Float({static_cast<int64_t>(f.size())}, f);
+  }
+  if (at.Has("value_int")) {
+    ONNXQ_ASSIGN_OR_RETURN(int64_t i, at.GetInt("value_int"));
+    return Tensor::Int64({}, std::span<const int64_t>(&i, 1));
+  }
+  if (at.Has("value_ints")) {
+    ONNXQ_ASSIGN_OR_RETURN(auto i, at.GetInts("value_ints"));
+    return Tensor::Int64({static_cast<int64_t>(i.size())}, i);
+  }
+  return Unsupported(node.Describe(),
+                     ": Constant without a numeric value (string or sparse) is not supported");
+}
+
+}  // namespace
+
+void RegisterTensorOps(std::vector<OpRegistration>& r) {
+  auto identity = [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+    return MakeKernel<CopyKernel>(*info.node, [](const InferContext& ctx)
+                                                  -> StatusOr<std::vector<int64_t>> {
+      return ctx.in[0]->dims;
+    });
+  };
+  r.push_back({"Identity", 1, 23, identity, "tensors of any non-string type"});
+  r.push_back({"Dropout", 1, 23, MakeDropout,
+               "inference (identity, mask all true); training mode only with ratio 0"});
+  r.push_back({"Reshape", 1, 23, MakeReshape, "shape must be known when planning; allowzero"});
+  r.push_back({"Flatten", 1, 23, MakeFlatten, ""});
+  r.push_back({"Squeeze", 1, 23, [](const OpInfo& i) { return MakeSqueeze(i, false); },
+               "axes must be known when planning"});
+  r.push_back({"Unsqueeze", 1, 23, [](const OpInfo& i) { return MakeSqueeze(i, true); },
+               "axes must be known when planning"});
+  r.push_back({"Transpose", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(auto perm, info.node->attrs.GetInts("perm", {}));
+                 return MakeKernel<TransposeKernel>(*info.node, std::move(perm));
+               },
+               ""});
+  r.push_back({"Concat", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t axis, info.opset < 4
+                                                          ? info.node->attrs.GetInt("axis", 1)
+                                                          : info.node->attrs.GetInt("axis"));
+                 return MakeKernel<ConcatKernel>(*info.node, axis);
+               },
+               ""});
+  r.push_back({"Gather", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t axis, info.node->attrs.GetInt("axis", 0));
+                 return MakeKernel<GatherKernel>(*info.node, axis);
+               },
+               "int32/int64 indices, negative indices"});
+  r.push_back({"Slice", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 const auto& at = info.node->attrs;
+                 if (info.opset < 10) {
+                   ONNXQ_ASSIGN_OR_RETURN(auto starts, at.GetInts("starts"));
+                   ONNXQ_ASSIGN_OR_RETURN(auto ends, at.GetInts("ends"));
+                   ONNXQ_ASSIGN_OR_RETURN(auto axes, at.GetInts("axes", {}));
+                   return MakeKernel<SliceKernel>(*info.node, true, starts, ends, axes);
+                 }
+                 return MakeKernel<SliceKernel>(*info.node, false, std::vector<int64_t>{},
+                                                std::vector<int64_t>{}, std::vector<int64_t>{});
+               },
+               "starts/ends/axes/steps must be known when planning; negative steps"});
+  r.push_back({"Pad", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 const auto& at = info.node->attrs;
+                 ONNXQ_ASSIGN_OR_RETURN(std::string m, at.GetString("mode", "constant"));
+                 PadMode mode;
+                 if (m == "constant") {
+                   mode = PadMode::kConstant;
+                 } else if (m == "reflect") {
+                   mode = PadMode::kReflect;
+                 } else if (m == "edge") {
+                   mode = PadMode::kEdge;
+                 } else if (m == "wrap" && info.opset >= 19) {
+                   mode = PadMode::kWrap;
+                 } else {
+                   return Unsupported(info.node->Describe(), ": Pad mode '", m, "'");
+                 }
+                 if (info.opset < 11) {
+                   ONNXQ_ASSIGN_OR_RETURN(auto pads, at.GetInts(info.opset < 2 ? "paddings" : "pads"));
+                   ONNXQ_ASSIGN_OR_RETURN(float v, at.GetFloat("value", 0.f));
+                   return MakeKernel<PadKernel>(*info.node, mode, true, pads, v);
+                 }
+                 return MakeKernel<PadKernel>(*info.node, mode, false, std::vector<int64_t>{}, 0.f);
+               },
+               "constant, reflect, edge, wrap (opset 19); pads must be known when planning"});
+  r.push_back({"Constant", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(Tensor t, ConstantValue(*info.node));
+                 if (t.dtype() == DataType::kString)
+                   return Unsupported(info.node->Describe(), ": string constants are not supported");
+                 return MakeKernel<ConstantKernel>(*info.node, std::move(t));
+               },
+               "numeric values (value, value_float(s), value_int(s)); no strings or sparse"});
+  r.push_back({"Shape", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t start, info.node->attrs.GetInt("start", 0));
+                 std::optional<int64_t> end;
+                 if (info.node->attrs.Has("end")) {
+                   ONNXQ_ASSIGN_OR_RETURN(int64_t e, info.node->attrs.GetInt("end"));
+                   end = e;
+                 }
+                 return MakeKernel<ShapeKernel>(*info.node, start, end);
+               },
+               "start/end (opset 15)"});
+  r.push_back({"Cast", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t to, info.node->attrs.GetInt("to"));
+                 if (to == static_cast<int64_t>(DataType::kString))
+                   return Unsupported(info.node->Describe(), ": Cast to string is not supported");
+                 if (!IsValidDataType(static_cast<int32_t>(to)))
+                   return InvalidArgument(info.node->Describe(), ": Cast to unknown type ", to);
+                 return MakeKernel<CastKernel>(*info.node, static_cast<DataType>(to));
+               },
+               "numeric types, bool, float16, bfloat16; no strings or float8/4-bit"});
+}
+
+}  // namespace onnxq::runtime
