@@ -105,7 +105,7 @@ void BroadcastApply(const T* a, const U* b, T* y, const BroadcastPlan& p, Thread
   });
 }
 
-enum class BinOp { kAdd, kSub, kMul, kDiv };
+enum class BinOp { kAdd, kSub, kMul, kDiv, kMin, kMax };
 
 class BinaryKernel : public OpKernel {
  public:
@@ -158,11 +158,67 @@ class BinaryKernel : public OpKernel {
           BroadcastApply(pa, pb, py, p, pool, [](T x, T z) { return static_cast<T>(x / z); });
         }
         break;
+      case BinOp::kMin:  // NaN in either operand propagates, as numpy.minimum
+        BroadcastApply(pa, pb, py, p, pool, [](T x, T z) { return (x != x || x < z) ? x : z; });
+        break;
+      case BinOp::kMax:
+        BroadcastApply(pa, pb, py, p, pool, [](T x, T z) { return (x != x || x > z) ? x : z; });
+        break;
     }
   }
 
   const Node& node_;
   BinOp op_;
+};
+
+// Min / Max: variadic with multidirectional broadcasting. The first pair is computed into the
+// output, then each further input is folded in place (the output already has the full shape, so
+// reading and writing the same element is safe).
+class VariadicKernel : public OpKernel {
+ public:
+  VariadicKernel(const Node& node, BinOp op) : node_(node), op_(op), pair_(node, op) {}
+
+  Status Infer(InferContext& ctx) override {
+    if (ctx.num_inputs() == 0) return InvalidArgument(node_.Describe(), ": needs at least one input");
+    std::vector<int64_t> dims;
+    for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+      if (!ctx.has(i)) return InvalidArgument(node_.Describe(), ": input ", i, " is missing");
+      if (ctx.in[i]->dtype != ctx.in[0]->dtype)
+        return InvalidArgument(node_.Describe(), ": input types differ (",
+                               DataTypeName(ctx.in[0]->dtype), " vs ",
+                               DataTypeName(ctx.in[i]->dtype), ")");
+      if (i == 0) {
+        dims = ctx.in[0]->dims;
+      } else {
+        ONNXQ_ASSIGN_OR_RETURN(dims, BroadcastShapes(dims, ctx.in[i]->dims, node_));
+      }
+    }
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0]->dtype, node_, T, (void)0);
+    ctx.out[0].dtype = ctx.in[0]->dtype;
+    ctx.out[0].dims = std::move(dims);
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const TensorRef& y = ctx.out[0];
+    if (ctx.in.size() == 1) {  // broadcast copy of the single input (dims are equal)
+      std::memcpy(y.data, ctx.in[0].data, y.nbytes());
+      return Status::Ok();
+    }
+    RunContext step = ctx;
+    step.in = {ctx.in[0], ctx.in[1]};
+    ONNXQ_RETURN_IF_ERROR(pair_.Run(step));
+    for (size_t i = 2; i < ctx.in.size(); ++i) {
+      step.in = {y, ctx.in[i]};
+      ONNXQ_RETURN_IF_ERROR(pair_.Run(step));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  BinOp op_;
+  BinaryKernel pair_;
 };
 
 // PRelu: slope broadcasts (unidirectionally) to X. Before opset 7 a 1-D slope of size C applied
@@ -368,6 +424,13 @@ void RegisterElementwiseOps(std::vector<OpRegistration>& r) {
   r.push_back({"Mul", 1, 23, BinaryFactory(BinOp::kMul), "numpy broadcasting, numeric types"});
   r.push_back({"Div", 1, 23, BinaryFactory(BinOp::kDiv),
                "numpy broadcasting, numeric types (integer x/0 gives 0)"});
+  for (auto [name, op] : {std::pair{"Min", BinOp::kMin}, std::pair{"Max", BinOp::kMax}}) {
+    r.push_back({name, 6, 23,
+                 [op](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                   return MakeKernel<VariadicKernel>(*info.node, op);
+                 },
+                 "variadic, numpy broadcasting, numeric types; NaN propagates"});
+  }
   r.push_back({"PRelu", 1, 23,
                [](const OpInfo& info) { return MakeKernel<PReluKernel>(*info.node, info.opset); },
                "float32/float64; slope broadcasts to X"});
