@@ -13,9 +13,6 @@
 #include "runtime/op_kernel.h"
 
 namespace onnxq::runtime {
-
-void RegisterIntegerOps(std::vector<OpRegistration>& r);
-
 namespace {
 
 bool Is8Bit(DataType t) { return t == DataType::kUint8 || t == DataType::kInt8; }

@@ -1,0 +1,92 @@
+// Private interface between the portable int8 drivers (int8_gemm.cc, int8_conv.cc, int8_ops.cc)
+// and the per-ISA files (int8_*_avx2.cc, int8_*_avx512.cc). Only <cstdint>, no shared inline code
+// with external linkage (see kernels_internal.h for why).
+#pragma once
+
+#include <cstdint>
+
+namespace onnxq::kernels::int8 {
+
+// One MR x NR tile of the integer GEMM (see int8_gemm.h for the formula):
+//   acc[i][j] = sum_q sum_{t<4} W(i, 4q+t) * X(4q+t, j)          (W int8 / X uint8 domains)
+//   acc      += row_off[i] - (wzp ? wzp[i] * colsum[j] : 0)
+// then stored as int32 (scale == null) or requantized to 8 bits. Rows i < m and columns j < n
+// are stored; the packed panels are zero-padded so reading all MR rows / NR columns is safe.
+struct Tile {
+  int64_t kq = 0;              // number of k quads (K rounded up to 4, divided by 4)
+  const void* w = nullptr;     // packed W panel: [kq][MR][4] int8 (or int16 when Table::w16)
+  const uint8_t* x = nullptr;  // packed X at column j = 0 of the tile
+  int64_t x_stride = 0;        // bytes between consecutive k quads of X (Np * 4)
+  int m = 0, n = 0;
+  const int32_t* row_off = nullptr;  // [MR]
+  const int32_t* wzp = nullptr;      // [MR] or null
+  const int32_t* colsum = nullptr;   // [n] (with wzp)
+  const float* scale = nullptr;      // [MR] or null: int32 output
+  int32_t yzp = 0, qmin = 0, qmax = 255;
+  bool out_signed = false;
+  void* y = nullptr;  // element (0, 0) of the tile
+  int64_t ldy = 0;    // elements
+};
+using GemmTileFn = void (*)(const Tile& t);
+
+// Direct depthwise convolution of one channel in the uint8 domain: padded positions read as xzp.
+//   acc = bias + sum_{i,j} (x[..] - xzp) * (w[i][j] - wzp)  then store as in Tile.
+struct DepthwiseArgs {
+  const uint8_t* x = nullptr;
+  int64_t in_h = 0, in_w = 0, pad_top = 0, pad_left = 0;
+  int32_t xzp = 0;
+  const int16_t* w = nullptr;  // kh * kw taps, already minus the weight zero point
+  int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t out_h = 0, out_w = 0;
+  int32_t bias = 0;
+  const float* scale = nullptr;  // one value, or null: int32 output
+  int32_t yzp = 0, qmin = 0, qmax = 255;
+  bool out_signed = false;
+  void* y = nullptr;
+  int32_t* scratch = nullptr;  // out_h * max(out_w, row_len) int32 accumulators
+  // Scratch: the int16 plane, in_h rows of row_len (integer path); the float plane,
+  // DepthwisePlaneRows rows of row_len, and out_h * row_len float accumulators (float path).
+  int16_t* row = nullptr;
+  float* fplane = nullptr;
+  float* facc = nullptr;
+  int64_t row_len = 0;
+};
+using DepthwiseFn = void (*)(const DepthwiseArgs& a);
+
+// Scratch sizes (elements) of the float depthwise path: a fully padded plane with row length
+// DepthwiseRowLen, read as one flat array per tap (so every tap is one long vector loop).
+inline int64_t DepthwiseRowLen(int64_t in_w, int64_t pad_left, int64_t out_w, int64_t sw,
+                               int64_t kw, int64_t dw) {
+  const int64_t need = (out_w - 1) * sw + (kw - 1) * dw + 1;
+  return pad_left + in_w > need ? pad_left + in_w : need;
+}
+inline int64_t DepthwisePlaneRows(int64_t out_h, int64_t sh, int64_t kh, int64_t dh) {
+  return sh * out_h + (kh - 1) * dh + 2;
+}
+
+// QLinearAdd over n elements (see int8_ops.h for the formula); a / b may be one broadcast value.
+struct AddArgs {
+  const void* a = nullptr;
+  const void* b = nullptr;
+  bool a_scalar = false, b_scalar = false;
+  float ra = 1.f, rb = 1.f, k = 0.f;  // a_scale / c_scale, b_scale / c_scale, the constant term
+  bool is_signed = false;
+  void* c = nullptr;
+  int64_t n = 0;
+};
+using AddFn = void (*)(const AddArgs& a);
+
+struct Table {
+  int mr = 0, nr = 0;
+  bool w16 = false;  // W packed as int16 (the AVX2 vpmaddwd path)
+  GemmTileFn tile = nullptr;
+  DepthwiseFn depthwise = nullptr;
+  AddFn add = nullptr;
+};
+
+Table TableReference();
+Table TableAvx2();    // int8_gemm_avx2.cc
+Table TableAvx512();  // int8_gemm_avx512.cc
+Table TableForIsa(int isa);  // a kernels::Isa value
+
+}  // namespace onnxq::kernels::int8
