@@ -17,6 +17,10 @@ struct Command {
 
 std::vector<Command>& Commands();
 
+// Dispatches `onnxq <args...>` (args exclude the program name) to a registered command and returns
+// the exit code: used by the executable and by `python -m onnxq`.
+int RunCli(const std::vector<std::string>& args);
+
 struct CommandRegistrar {
   explicit CommandRegistrar(Command c) { Commands().push_back(std::move(c)); }
 };

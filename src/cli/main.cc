@@ -1,41 +1,8 @@
-#include <algorithm>
-#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "cli/command.h"
 
-namespace onnxq::cli {
-std::vector<Command>& Commands() {
-  static std::vector<Command> commands;
-  return commands;
-}
-}  // namespace onnxq::cli
-
-namespace {
-void PrintUsage(FILE* out) {
-  auto cmds = onnxq::cli::Commands();
-  std::sort(cmds.begin(), cmds.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  std::fprintf(out, "usage: onnxq <command> [options]   (onnxq <command> --help for details)\n\n");
-  std::fprintf(out, "commands:\n");
-  for (const auto& c : cmds) std::fprintf(out, "  %-12s %s\n", c.name.c_str(), c.summary.c_str());
-}
-}  // namespace
-
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    PrintUsage(stderr);
-    return 2;
-  }
-  std::string name = argv[1];
-  if (name == "--help" || name == "-h" || name == "help") {
-    PrintUsage(stdout);
-    return 0;
-  }
-  for (const auto& c : onnxq::cli::Commands()) {
-    if (c.name == name) return c.run(std::vector<std::string>(argv + 2, argv + argc));
-  }
-  std::fprintf(stderr, "onnxq: error: unknown command '%s'\n", name.c_str());
-  PrintUsage(stderr);
-  return 2;
+  return onnxq::cli::RunCli(std::vector<std::string>(argv + 1, argv + argc));
 }

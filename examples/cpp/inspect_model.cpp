@@ -1,0 +1,25 @@
+// Loads an ONNX model with onnxq and prints its summary (what `onnxq inspect` shows).
+// Usage: inspect_model MODEL.onnx [--json]
+#include <cstdio>
+#include <string>
+
+#include "onnxq/ir/summary.h"
+#include "onnxq/onnx/model_io.h"
+
+int main(int argc, char** argv) {
+  if (argc < 2 || argc > 3 || (argc == 3 && std::string(argv[2]) != "--json")) {
+    std::fprintf(stderr, "usage: %s MODEL.onnx [--json]\n", argv[0]);
+    return 2;
+  }
+  onnxq::StatusOr<onnxq::Model> model = onnxq::LoadModel(argv[1]);
+  if (!model.ok()) {
+    // Every onnxq error names the file and the node or tensor at fault.
+    std::fprintf(stderr, "error: %s\n", model.status().ToString().c_str());
+    return 1;
+  }
+  onnxq::ModelSummary summary = onnxq::Summarize(*model);
+  std::string text = argc == 3 ? onnxq::SummaryToJson(summary) : onnxq::SummaryToText(summary);
+  std::fputs(text.c_str(), stdout);
+  if (!text.empty() && text.back() != '\n') std::fputc('\n', stdout);
+  return 0;
+}

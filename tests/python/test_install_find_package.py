@@ -1,0 +1,68 @@
+"""`cmake --install` gives a package that find_package(onnxq) finds: examples/cpp builds against it,
+and both the example and the installed CLI read a backend test model correctly."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import onnx
+import pytest
+from onnx import numpy_helper
+
+MODEL = ("node", "test_conv_with_strides_padding")
+
+
+def run(cmd, **kw):
+    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def installed(build_dir, tmp_path_factory):
+    if not (build_dir / "CMakeCache.txt").is_file():
+        pytest.skip(f"no CMake build tree at {build_dir}")
+    prefix = tmp_path_factory.mktemp("prefix")
+    run(["cmake", "--install", build_dir, "--prefix", prefix])
+    return prefix
+
+
+def test_install_layout(installed, repo_root):
+    assert (installed / "lib" / "libonnxq.a").is_file()
+    assert os.access(installed / "bin" / "onnxq", os.X_OK)
+    assert (installed / "lib" / "cmake" / "onnxq" / "onnxqConfig.cmake").is_file()
+    assert (installed / "lib" / "cmake" / "onnxq" / "onnxqConfigVersion.cmake").is_file()
+    # Every public header is installed, and nothing from src/ (private headers) is.
+    public = sorted(p.relative_to(repo_root / "include") for p in (repo_root / "include").rglob("*.h"))
+    got = sorted(p.relative_to(installed / "include") for p in (installed / "include").rglob("*.h"))
+    assert got == public
+
+
+def test_example_builds_against_installed_package(installed, repo_root, tmp_path, backend_model,
+                                                  onnxq_cli):
+    model = backend_model(*MODEL)
+    build = tmp_path / "build"
+    configure = ["cmake", "-S", repo_root / "examples" / "cpp", "-B", build,
+                 f"-DCMAKE_PREFIX_PATH={installed}", "-DCMAKE_BUILD_TYPE=Release"]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"]
+    run(configure)
+    run(["cmake", "--build", build])
+
+    out = json.loads(run([build / "inspect_model", model, "--json"]).stdout)
+    ref = onnx.load(model)
+    assert out["op_counts"] == {"Conv": 1}
+    assert out["parameter_count"] == sum(numpy_helper.to_array(t).size for t in ref.graph.initializer)
+    assert [i["name"] for i in out["inputs"]] == [i.name for i in ref.graph.input]
+    assert out["inputs"][0]["shape"] == "[1,1,7,5]"
+    assert [o["name"] for o in out["outputs"]] == [o.name for o in ref.graph.output]
+    # The installed CLI and the build tree's CLI print the same summary.
+    installed_cli = json.loads(run([installed / "bin" / "onnxq", "inspect", model, "--json"]).stdout)
+    assert installed_cli == out == json.loads(run([onnxq_cli, "inspect", model, "--json"]).stdout)
+
+    # Errors come back as a Status with the file named, and exit code 1.
+    missing = tmp_path / "missing.onnx"
+    result = subprocess.run([str(build / "inspect_model"), str(missing)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert str(missing) in result.stderr
