@@ -1,0 +1,108 @@
+// Post-training static quantization, end to end: optimize the float model (default pass pipeline,
+// plus cross-layer equalization when it helps), plan Q/DQ placement, calibrate activation ranges on
+// a streamed calibration set, quantize weights and biases, optionally correct biases empirically,
+// and export a QDQ ONNX model with a report. The CLI `onnxq quantize`, Python `onnxq.quantize`
+// and the benchmark all call Quantize().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "onnxq/base/status.h"
+#include "onnxq/calib/dataset.h"
+#include "onnxq/calib/observer.h"
+#include "onnxq/ir/graph.h"
+#include "onnxq/quant/qdq_plan.h"
+
+namespace onnxq::quant {
+
+// Samples for calibration: a Dataset (image folder, .npy files) or tensors in memory (each one
+// sample, without the batch dim; all the same shape).
+class CalibrationSource {
+ public:
+  virtual ~CalibrationSource() = default;
+  virtual int64_t size() const = 0;
+  // Samples [begin, begin + n) stacked on a new leading batch dim.
+  virtual StatusOr<Tensor> Batch(int64_t begin, int64_t n) = 0;
+  // Identifies the data for the report: file names + content hashes where there are files.
+  virtual std::vector<std::pair<std::string, std::string>> Fingerprints() const = 0;
+};
+std::unique_ptr<CalibrationSource> DatasetSource(const calib::Dataset& dataset, ThreadPool* pool);
+std::unique_ptr<CalibrationSource> TensorSource(std::vector<Tensor> samples);
+
+enum class Toggle { kAuto, kOn, kOff };
+StatusOr<Toggle> ParseToggle(const std::string& s, const std::string& what);  // auto|on|off
+
+struct QuantizeConfig {
+  // minmax | percentile | mse | kl | auto. "auto" (the default) picks, per tensor, MSE for tensors
+  // that feed a later layer and min-max where the error must not be clipped (see docs).
+  std::string calibrator = "auto";
+  double percentile = 99.999;
+  bool per_channel = true;
+  int weight_bits = 8;
+  int act_bits = 8;
+  std::string weight_scale = "minmax";  // minmax | mse
+  std::vector<std::string> exclude;   // node names or op types
+  // Cross-layer equalization: auto = on for per-tensor weights (where it is needed), off for
+  // per-channel (where it cannot help: each channel already has its own scale).
+  Toggle cle = Toggle::kAuto;
+  // Empirical bias correction: auto = on for per-tensor or sub-8-bit weights (where it measured a
+  // large gain), off for 8-bit per-channel weights (no measurable gain).
+  Toggle bias_correction = Toggle::kAuto;
+  int64_t bias_correction_samples = 32;  // calibration samples used by bias correction
+  int64_t batch_size = 8;
+  int threads = 0;  // <= 0: all cores
+  // Per-tensor SQNR in the report, measured on this many calibration samples (0: skip).
+  int64_t sqnr_samples = 2;
+  // Observer statistics from `onnxq calibrate` (merged shards): used instead of running the
+  // calibration pass (the calibration source is then only used by bias correction, if on).
+  std::string stats_path;
+  // Called after every calibration batch (done, total); return false to cancel.
+  std::function<bool(const std::string& stage, int64_t done, int64_t total)> progress;
+
+  Status Validate() const;
+  std::string ToJson() const;
+};
+
+struct QuantizeResult {
+  bool exported = true;  // false for act_bits < 8 (simulation only: use optimized + plan)
+  Model quantized;    // the QDQ model (empty when !exported)
+  Model optimized;    // the float model the plan is on (after passes and bias correction)
+  QdqPlan plan;
+  std::string report_json;
+};
+
+// `model_path` (optional) is hashed into the report.
+StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibration,
+                                  const QuantizeConfig& config, const std::string& model_path = "");
+
+// The float model prepared for quantization (passes; CLE per config) and its plan; exposed for the
+// calibrate command so that its statistics match Quantize's tensors.
+struct PreparedModel {
+  Model optimized;
+  QdqPlan plan;
+  std::string pass_report_json;
+  bool cle_applied = false;
+  int64_t dead_input_channels_zeroed = 0;  // exact clean-up before planning (see quantize_model.cc)
+};
+StatusOr<PreparedModel> PrepareModel(const Model& model, const QuantizeConfig& config);
+
+// Streams the calibration set through the float model and fills one observer per activation group,
+// keyed by the group's first member's name. `extra_means` (optional) gets per-channel means of
+// these values (for bias correction).
+StatusOr<calib::CalibrationStats> CollectStatistics(const PreparedModel& prepared,
+                                                    CalibrationSource& calibration,
+                                                    const QuantizeConfig& config,
+                                                    int64_t begin = 0, int64_t count = -1);
+// Fingerprint stored with statistics: model content hash + the settings that change what is observed.
+std::string StatsFingerprint(const PreparedModel& prepared, const QuantizeConfig& config);
+
+// SHA-256 hex of bytes / of a file.
+std::string Sha256Hex(const void* data, size_t size);
+StatusOr<std::string> Sha256File(const std::string& path);
+
+}  // namespace onnxq::quant

@@ -1,0 +1,74 @@
+// `onnxq eval MODEL --data DIR [--labels TSV] [--skip N] [--count N] [--reference FLOAT] [--json]`:
+// top-1/top-5 of a classifier in onnxq's executor (a QDQ model runs its QuantizeLinear /
+// DequantizeLinear in float, i.e. exactly onnxq's fake-quant simulation), and, with a reference
+// model, top-1 agreement and mean KL(reference || model) of the softmax outputs.
+#include <cstdio>
+
+#include "cli/args.h"
+#include "cli/command.h"
+#include "onnxq/calib/dataset.h"
+#include "onnxq/onnx/model_io.h"
+#include "onnxq/quant/evaluate.h"
+
+namespace onnxq::cli {
+
+// Defined in cmd_quantize.cc.
+void AddPreprocessOptions(ArgParser& p);
+StatusOr<calib::PreprocessOptions> PreprocessFromArgs(const ArgParser& a);
+std::function<bool(const std::string&, int64_t, int64_t)> TerminalProgress();
+
+namespace {
+
+int RunEval(const std::vector<std::string>& args) {
+  ArgParser p("eval", "Evaluate a classifier on a labelled image folder (or .npy data).");
+  p.Positional("MODEL", "the .onnx model (float or QDQ)");
+  p.Option("data", 0, "DIR", "image folder (or .npy data)").Required();
+  p.Option("labels", 0, "TSV", "labels.tsv (default: DIR/labels.tsv)");
+  p.Option("skip", 0, "N", "skip the first N samples", ArgKind::kInt).Default("0");
+  p.Option("count", 0, "N", "evaluate N samples (default: all the rest)", ArgKind::kInt);
+  AddPreprocessOptions(p);
+  p.Option("reference", 0, "FLOAT_MODEL", "compare against this model: top-1 agreement, mean KL");
+  p.Option("batch", 0, "N", "batch size", ArgKind::kInt).Default("8");
+  p.Option("threads", 0, "N", "threads (default: all cores)", ArgKind::kInt).Default("0");
+  p.Flag("json", 0, "print the result as JSON");
+  return RunCommand(p, args, [](const ArgParser& a) -> Status {
+    calib::DatasetOptions dopt;
+    ONNXQ_ASSIGN_OR_RETURN(dopt.preprocess, PreprocessFromArgs(a));
+    dopt.labels = a.Get("labels");
+    dopt.skip = a.GetInt("skip");
+    if (a.Has("count")) dopt.count = a.GetInt("count");
+    ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("data"), dopt));
+    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
+    std::optional<Model> ref;
+    if (a.Has("reference")) {
+      ONNXQ_ASSIGN_OR_RETURN(ref, LoadModel(a.Get("reference")));
+    }
+    quant::EvalOptions eo;
+    eo.threads = static_cast<int>(a.GetInt("threads"));
+    eo.batch_size = a.GetInt("batch");
+    if (auto bar = TerminalProgress())
+      eo.progress = [bar](int64_t d, int64_t t) { return bar("eval", d, t); };
+    ONNXQ_ASSIGN_OR_RETURN(quant::EvalResult r,
+                           quant::Evaluate(model, *data, ref ? &*ref : nullptr, eo));
+    if (a.GetFlag("json")) {
+      std::printf("%s\n", r.ToJson().c_str());
+    } else {
+      std::printf("samples           %lld\n", static_cast<long long>(r.count));
+      if (r.has_labels) std::printf("top-1             %.2f %%\ntop-5             %.2f %%\n", 100 * r.top1, 100 * r.top5);
+      if (r.has_reference) {
+        if (r.has_labels)
+          std::printf("reference top-1   %.2f %%\nreference top-5   %.2f %%\n", 100 * r.reference_top1,
+                      100 * r.reference_top5);
+        std::printf("top-1 agreement   %.2f %%\nmean KL           %.6f\n", 100 * r.top1_agreement, r.mean_kl);
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace
+
+ONNXQ_REGISTER_COMMAND(eval, "eval", "evaluate a classifier: top-1/top-5, agreement and KL vs a reference",
+                       RunEval);
+
+}  // namespace onnxq::cli

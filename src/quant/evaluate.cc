@@ -1,0 +1,141 @@
+// Evaluation of classifiers: accuracy, and agreement with a reference model.
+#include "onnxq/quant/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "onnxq/base/thread_pool.h"
+#include "onnxq/quant/qdq_plan.h"
+#include "onnxq/quant/report.h"
+#include "onnxq/runtime/session.h"
+
+namespace onnxq::quant {
+namespace {
+
+// Indices of the k largest logits, largest first (ties: lower index first).
+std::vector<int64_t> TopK(std::span<const float> x, int64_t k) {
+  std::vector<int64_t> idx(x.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  k = std::min<int64_t>(k, static_cast<int64_t>(x.size()));
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return x[static_cast<size_t>(a)] > x[static_cast<size_t>(b)] ||
+           (x[static_cast<size_t>(a)] == x[static_cast<size_t>(b)] && a < b);
+  });
+  idx.resize(static_cast<size_t>(k));
+  return idx;
+}
+
+StatusOr<Tensor> Logits(Session& s, const std::string& input, const std::string& output, Tensor batch) {
+  std::map<std::string, Tensor> feeds;
+  feeds.emplace(input, std::move(batch));
+  ONNXQ_ASSIGN_OR_RETURN(auto out, s.Run(feeds));
+  Tensor t = out.at(output);
+  if (t.dtype() != DataType::kFloat || t.rank() < 1)
+    return InvalidArgument("output '", output, "' is not a float tensor of logits");
+  return t;
+}
+
+}  // namespace
+
+double SoftmaxKl(std::span<const float> p, std::span<const float> q) {
+  auto lse = [](std::span<const float> x) {
+    double m = -INFINITY;
+    for (float v : x) m = std::max(m, double(v));
+    double s = 0;
+    for (float v : x) s += std::exp(double(v) - m);
+    return m + std::log(s);
+  };
+  const double lp = lse(p), lq = lse(q);
+  double kl = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    double a = double(p[i]) - lp, b = double(q[i]) - lq;
+    kl += std::exp(a) * (a - b);
+  }
+  return std::max(0.0, kl);
+}
+
+std::string EvalResult::ToJson() const {
+  JsonWriter j;
+  j.BeginObject();
+  j.Field("count", count);
+  if (has_labels) j.Field("top1", top1).Field("top5", top5);
+  if (has_reference) {
+    if (has_labels) j.Field("reference_top1", reference_top1).Field("reference_top5", reference_top5);
+    j.Field("top1_agreement", top1_agreement).Field("mean_kl", mean_kl);
+  }
+  j.EndObject();
+  return j.str();
+}
+
+StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, const Model* reference,
+                              const EvalOptions& options) {
+  if (data.size() == 0) return InvalidArgument("the evaluation set is empty");
+  if (options.batch_size < 1) return InvalidArgument("batch size must be at least 1");
+  SessionOptions so;
+  so.num_threads = options.threads;
+  ONNXQ_ASSIGN_OR_RETURN(Model runnable, ExecutorRunnable(model));
+  ONNXQ_ASSIGN_OR_RETURN(auto sess, Session::Create(runnable, so));
+  if (sess->input_names().size() != 1)
+    return Unsupported("evaluation needs a model with one input; it has ", sess->input_names().size());
+  std::unique_ptr<Session> ref;
+  if (reference) {
+    ONNXQ_ASSIGN_OR_RETURN(Model rrun, ExecutorRunnable(*reference));
+    ONNXQ_ASSIGN_OR_RETURN(ref, Session::Create(rrun, so));
+    if (ref->input_names().size() != 1)
+      return Unsupported("the reference model must have one input");
+  }
+  ThreadPool pool(options.threads);
+  EvalResult r;
+  r.has_labels = data.has_labels();
+  r.has_reference = reference != nullptr;
+  int64_t c1 = 0, c5 = 0, r1 = 0, r5 = 0, agree = 0;
+  double kl = 0;
+  for (int64_t b = 0; b < data.size(); b += options.batch_size) {
+    int64_t n = std::min(options.batch_size, data.size() - b);
+    ONNXQ_ASSIGN_OR_RETURN(Tensor batch, data.LoadBatch(b, n, &pool));
+    ONNXQ_ASSIGN_OR_RETURN(Tensor y, Logits(*sess, sess->input_names()[0], sess->output_names()[0], batch));
+    Tensor yr;
+    if (ref) {
+      ONNXQ_ASSIGN_OR_RETURN(yr, Logits(*ref, ref->input_names()[0], ref->output_names()[0], batch));
+      if (yr.numel() != y.numel())
+        return InvalidArgument("the model and the reference produce outputs of different sizes (",
+                               DimsToString(y.dims()), " vs ", DimsToString(yr.dims()), ")");
+    }
+    if (y.numel() % n != 0) return InvalidArgument("output size is not a multiple of the batch");
+    const int64_t classes = y.numel() / n;
+    for (int64_t i = 0; i < n; ++i) {
+      std::span<const float> row(y.data<float>() + i * classes, static_cast<size_t>(classes));
+      auto top = TopK(row, 5);
+      r.predictions.push_back(top[0]);
+      if (r.has_labels) {
+        int64_t label = data.label(b + i);
+        c1 += top[0] == label;
+        c5 += std::find(top.begin(), top.end(), label) != top.end();
+      }
+      if (ref) {
+        std::span<const float> rrow(yr.data<float>() + i * classes, static_cast<size_t>(classes));
+        auto rtop = TopK(rrow, 5);
+        agree += rtop[0] == top[0];
+        kl += SoftmaxKl(rrow, row);
+        if (r.has_labels) {
+          int64_t label = data.label(b + i);
+          r1 += rtop[0] == label;
+          r5 += std::find(rtop.begin(), rtop.end(), label) != rtop.end();
+        }
+      }
+    }
+    r.count += n;
+    if (options.progress && !options.progress(r.count, data.size())) return Cancelled("evaluation cancelled");
+  }
+  const double N = static_cast<double>(r.count);
+  r.top1 = c1 / N;
+  r.top5 = c5 / N;
+  r.reference_top1 = r1 / N;
+  r.reference_top5 = r5 / N;
+  r.top1_agreement = agree / N;
+  r.mean_kl = kl / N;
+  return r;
+}
+
+}  // namespace onnxq::quant

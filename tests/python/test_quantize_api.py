@@ -1,0 +1,152 @@
+"""onnxq.quantize on a small model built with onnx.helper, against ONNX Runtime (float model and the
+exported QDQ file), plus sharded calibration through the CLI (calibrate shards, merge, quantize
+--stats) against one-shot calibration, and error handling."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import onnxq  # noqa: E402
+
+
+def _model(path):
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, 8).astype(np.float32)
+    w2 = rng.normal(0, 0.3, (8, 8, 1, 1)).astype(np.float32)
+    wf = rng.normal(0, 0.3, (8, 4)).astype(np.float32)
+    bf = rng.normal(0, 0.1, 4).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2"),
+        helper.make_node("Add", ["c2", "r1"], ["a"], name="add"),
+        helper.make_node("GlobalAveragePool", ["a"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(a, n) for a, n in [(w1, "w1"), (b1, "b1"), (w2, "w2"), (wf, "wf"), (bf, "bf")]])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def _samples(n, seed):
+    return [np.random.default_rng(seed + i).uniform(-1, 1, (3, 12, 12)).astype(np.float32) for i in range(n)]
+
+
+def _ort(path, x):
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})[0]
+
+
+def test_quantize_list_of_arrays_runs_in_ort(tmp_path):
+    fpath = _model(tmp_path / "f.onnx")
+    calib = _samples(16, 1)
+    r = onnxq.quantize(str(fpath), calib, {"calibrator": "minmax", "threads": 1})
+    qpath = tmp_path / "q.onnx"
+    onnxq.save(r.model, str(qpath))
+    onnx.checker.check_model(onnx.load(str(qpath)), full_check=True)
+    ops = [n.op_type for n in onnx.load(str(qpath)).graph.node]
+    assert ops.count("QuantizeLinear") == 6  # x, relu1, conv2, add, gap, flatten (shared with gap)
+    x = np.stack(_samples(8, 100))
+    ref, q = _ort(fpath, x), _ort(qpath, x)
+    sqnr = 10 * np.log10((ref ** 2).sum() / ((ref - q) ** 2).sum())
+    assert sqnr > 25, sqnr
+    # onnxq's executor on the QDQ file (= the simulation) agrees with ONNX Runtime's integer run.
+    sim = next(iter(onnxq.Session(str(qpath), threads=1).run({"x": x}).values()))
+    assert np.abs(sim - q).max() < 0.05 * np.abs(ref).max()
+    rep = r.report
+    names = {a["tensor"] for a in rep["activations"]}
+    assert {"x", "r1", "c2", "a", "g", "f"} == names
+    gap = {a["tensor"]: a for a in rep["activations"]}
+    assert gap["g"]["scale"] == gap["f"]["scale"], "Flatten shares GlobalAveragePool's params"
+    # minmax: the input range is the data's, uint8: scale = (max - min) / 255.
+    lo, hi = min(s.min() for s in calib), max(s.max() for s in calib)
+    assert gap["x"]["scale"] == pytest.approx((hi - lo) / 255, rel=1e-6)
+    assert len(rep["inputs"]["calibration"]) == 16
+
+
+def test_batched_array_and_dict_samples_give_the_same_result(tmp_path):
+    fpath = _model(tmp_path / "f.onnx")
+    calib = _samples(6, 3)
+    cfg = {"calibrator": "mse", "threads": 1, "sqnr_samples": 0}
+    a = onnxq.quantize(str(fpath), np.stack(calib), cfg).report
+    b = onnxq.quantize(str(fpath), [{"x": s} for s in calib], cfg).report
+    assert [x["scale"] for x in a["activations"]] == [x["scale"] for x in b["activations"]]
+
+
+def test_errors(tmp_path):
+    fpath = _model(tmp_path / "f.onnx")
+    with pytest.raises(TypeError, match="unknown quantize config key"):
+        onnxq.quantize(str(fpath), _samples(2, 0), {"calibrater": "mse"})
+    with pytest.raises(ValueError, match="calibrator"):
+        onnxq.quantize(str(fpath), _samples(2, 0), {"calibrator": "magic"})
+    with pytest.raises(ValueError, match="empty"):
+        onnxq.quantize(str(fpath), [], None)
+    bad = _samples(2, 0)
+    bad[1][0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        onnxq.quantize(str(fpath), bad, None)
+    with pytest.raises(ValueError, match="shape"):
+        onnxq.quantize(str(fpath), [np.zeros((3, 12, 12), np.float32), np.zeros((3, 10, 10), np.float32)], None)
+
+
+def test_sharded_calibration_matches_one_shot(tmp_path, onnxq_cli):
+    fpath = _model(tmp_path / "f.onnx")
+    data = tmp_path / "npy"
+    data.mkdir()
+    for i, s in enumerate(_samples(10, 7)):
+        np.save(data / f"s{i:02d}.npy", s)
+    cli = str(onnxq_cli)
+
+    def run(*args):
+        p = subprocess.run([cli, *map(str, args)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return p
+
+    run("calibrate", fpath, "--calib", data, "--count", 4, "-o", tmp_path / "a.stats")
+    run("calibrate", fpath, "--calib", data, "--skip", 4, "-o", tmp_path / "b.stats")
+    run("calibrate", "--merge", tmp_path / "a.stats", "--merge", tmp_path / "b.stats", "-o", tmp_path / "all.stats")
+    run("quantize", fpath, "-o", tmp_path / "q1.onnx", "--stats", tmp_path / "all.stats", "--report", tmp_path / "r1.json")
+    run("quantize", fpath, "-o", tmp_path / "q2.onnx", "--calib", data, "--report", tmp_path / "r2.json")
+    r1 = json.loads((tmp_path / "r1.json").read_text())
+    r2 = json.loads((tmp_path / "r2.json").read_text())
+    # Histograms merge exactly, so the chosen ranges are identical.
+    assert [a["scale"] for a in r1["activations"]] == [a["scale"] for a in r2["activations"]]
+    assert [a["zero_point"] for a in r1["activations"]] == [a["zero_point"] for a in r2["activations"]]
+    # Statistics of another model are refused.
+    other = tmp_path / "other.onnx"
+    m = onnx.load(str(fpath))
+    m.graph.initializer[0].float_data[:] = []
+    arr = numpy_helper.to_array(m.graph.initializer[0]) * 2
+    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(arr, m.graph.initializer[0].name))
+    onnx.save(m, str(other))
+    p = subprocess.run([cli, "quantize", str(other), "-o", str(tmp_path / "q3.onnx"), "--stats",
+                        str(tmp_path / "all.stats")], capture_output=True, text=True)
+    assert p.returncode == 1 and "another model" in p.stderr
+    assert not (tmp_path / "q3.onnx").exists()
+
+
+def test_sub_8_bit_activations_are_simulation_only(tmp_path):
+    fpath = _model(tmp_path / "f.onnx")
+    calib = _samples(4, 9)
+    r = onnxq.quantize(str(fpath), calib, {"calibrator": "minmax", "act_bits": 4, "weight_bits": 4})
+    assert r.model is None
+    rep = r.report
+    assert rep["sizes"]["exported"] is False and "quantized_initializer_bytes" not in rep["sizes"]
+    x = {a["tensor"]: a for a in rep["activations"]}["x"]
+    lo, hi = min(s.min() for s in calib), max(s.max() for s in calib)
+    assert x["bits"] == 4
+    assert x["scale"] == pytest.approx((hi - lo) / 15, rel=1e-6)  # 16 levels
+    assert all(w["bits"] == 4 for w in rep["weights"])
