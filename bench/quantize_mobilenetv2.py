@@ -119,8 +119,7 @@ def main():
         return np.concatenate([s.run(None, {name: x[i:i + 50]})[0] for i in range(0, len(x), 50)])
 
     def onnxq_logits(path):
-        # executor_runnable: per-channel CLE writes Min, which the executor spells x - Relu(x - c).
-        s = onnxq.Session(onnxq.executor_runnable(onnxq.load(path)), threads=args.threads)
+        s = onnxq.Session(onnxq.load(path), threads=args.threads)
         return np.concatenate([next(iter(s.run({"input": x[i:i + 25]}).values()))
                                for i in range(0, len(x), 25)])
 

@@ -148,9 +148,6 @@ def quantize(model: Union[Model, str], calibration_data: Any,
     threads, sqnr_samples, stats, preprocess, calib_count, calib_skip, labels.
     """
 
-def executor_runnable(model: Model) -> Model:
-    """A copy the executor can run: Min(x, c) (written by per-channel CLE) spelled x - Relu(x - c)."""
-
 def softmax_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
     """KL(softmax(p) || softmax(q)) in nats (double precision)."""
 

@@ -143,10 +143,6 @@ ONNXQ_PYTHON_BINDINGS(BindQuant, 30) {
         "config: dict with calibrator, percentile, weight_granularity, weight_bits, act_bits,\n"
         "weight_scale, exclude, cle, bias_correction, bias_correction_samples, batch_size, threads,\n"
         "sqnr_samples, stats.");
-  m.def("executor_runnable", [](const Model& model) {
-          return std::make_shared<Model>(Unwrap(quant::ExecutorRunnable(model)));
-        }, py::arg("model"),
-        "A copy the executor can run: Min(x, c) (written by per-channel CLE) spelled x - Relu(x - c).");
   m.def("softmax_kl", [](py::array_t<float, py::array::c_style | py::array::forcecast> p,
                          py::array_t<float, py::array::c_style | py::array::forcecast> q) {
           if (p.size() != q.size()) throw py::value_error("p and q differ in size");

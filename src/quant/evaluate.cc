@@ -74,14 +74,12 @@ StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, co
   if (options.batch_size < 1) return InvalidArgument("batch size must be at least 1");
   SessionOptions so;
   so.num_threads = options.threads;
-  ONNXQ_ASSIGN_OR_RETURN(Model runnable, ExecutorRunnable(model));
-  ONNXQ_ASSIGN_OR_RETURN(auto sess, Session::Create(runnable, so));
+  ONNXQ_ASSIGN_OR_RETURN(auto sess, Session::Create(model, so));
   if (sess->input_names().size() != 1)
     return Unsupported("evaluation needs a model with one input; it has ", sess->input_names().size());
   std::unique_ptr<Session> ref;
   if (reference) {
-    ONNXQ_ASSIGN_OR_RETURN(Model rrun, ExecutorRunnable(*reference));
-    ONNXQ_ASSIGN_OR_RETURN(ref, Session::Create(rrun, so));
+    ONNXQ_ASSIGN_OR_RETURN(ref, Session::Create(*reference, so));
     if (ref->input_names().size() != 1)
       return Unsupported("the reference model must have one input");
   }

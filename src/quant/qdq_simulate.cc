@@ -68,34 +68,4 @@ Status FakeQuantizeFeeds(const QdqPlan& plan, const Graph& graph, std::map<std::
   return Status::Ok();
 }
 
-StatusOr<Model> ExecutorRunnable(const Model& model) {
-  Model out = model;
-  Graph& g = out.graph;
-  std::vector<NodeId> mins;
-  for (NodeId id : g.order())
-    if (g.node(id).Is("Min") && g.node(id).num_inputs() == 2 && g.node(id).num_outputs() == 1) mins.push_back(id);
-  for (NodeId id : mins) {
-    Node& n = g.node(id);
-    ValueId a = n.input(0), c = n.input(1), y = n.output(0);
-    if (g.value(a).is_initializer()) std::swap(a, c);
-    if (!g.value(c).is_initializer() || g.value(a).is_initializer())
-      return Unsupported(n.Describe(), ": Min of two non-constant tensors cannot run in onnxq's executor");
-    const std::string base = n.name.empty() ? g.value(y).name() : n.name;
-    ValueId d = g.AddUniqueValue(base + "_minus_bound");
-    ValueId r = g.AddUniqueValue(base + "_excess");
-    for (ValueId v : {d, r}) {
-      g.value(v).dtype = g.value(y).dtype;
-      g.value(v).shape = g.value(y).shape;
-    }
-    ONNXQ_RETURN_IF_ERROR(g.InsertNodeBefore(id, "Sub", {a, c}, {d}, base + "_sub1").status());
-    ONNXQ_RETURN_IF_ERROR(g.InsertNodeBefore(id, "Relu", {d}, {r}, base + "_relu").status());
-    std::map<std::string, std::string> meta = n.meta;
-    g.RemoveNode(id);
-    ONNXQ_ASSIGN_OR_RETURN(NodeId last, g.AddNode("Sub", {a, r}, {y}, base + "_sub2"));
-    g.node(last).meta = meta;
-  }
-  if (!mins.empty()) ONNXQ_RETURN_IF_ERROR(g.TopologicalSort());
-  return out;
-}
-
 }  // namespace onnxq::quant

@@ -338,8 +338,7 @@ StatusOr<calib::CalibrationStats> CollectStatistics(const PreparedModel& prepare
     }
   SessionOptions so;
   so.num_threads = config.threads;
-  ONNXQ_ASSIGN_OR_RETURN(Model runnable, ExecutorRunnable(prepared.optimized));
-  ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(runnable, so));
+  ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(prepared.optimized, so));
   RunOptions ro;
   ro.hooked_values = hooked;
   ro.hook = [&](ValueId v, const std::string& name, Tensor& t) -> Status {
@@ -446,8 +445,7 @@ StatusOr<InputMeansResult> InputMeans(const Model& model, const QdqPlan& plan,
   for (const auto& [v, i] : target) hooked.push_back(v);
   SessionOptions so;
   so.num_threads = config.threads;
-  ONNXQ_ASSIGN_OR_RETURN(Model runnable, ExecutorRunnable(model));
-  ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(runnable, so));
+  ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(model, so));
   std::map<ValueId, std::vector<double>> sums, qsums;
   std::map<ValueId, int64_t> counts, qcounts;
   auto observe = [&](ValueId v, const Tensor& t) -> Status {
@@ -603,10 +601,8 @@ StatusOr<std::map<ValueId, double>> ActivationSqnr(const Model& model, const Qdq
   std::set<ValueId> vs(vals.begin(), vals.end());
   SessionOptions so;
   so.num_threads = config.threads;
-  ONNXQ_ASSIGN_OR_RETURN(Model fm, ExecutorRunnable(model));
-  ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(fm, so));
-  ONNXQ_ASSIGN_OR_RETURN(Model sm0, BuildSimulationModel(model, plan));
-  ONNXQ_ASSIGN_OR_RETURN(Model sm, ExecutorRunnable(sm0));
+  ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(model, so));
+  ONNXQ_ASSIGN_OR_RETURN(Model sm, BuildSimulationModel(model, plan));
   ONNXQ_ASSIGN_OR_RETURN(auto ss, Session::Create(sm, so));
   std::map<ValueId, SqnrAcc> acc;
   const Graph& g = model.graph;

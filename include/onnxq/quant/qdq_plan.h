@@ -108,11 +108,6 @@ std::vector<ValueId> SimulatedValues(const QdqPlan& plan);
 Status FakeQuantizeTensor(const QdqPlan& plan, ValueId v, Tensor& t);
 Status FakeQuantizeFeeds(const QdqPlan& plan, const Graph& graph, std::map<std::string, Tensor>& feeds);
 
-// The executor has no Min operator, which per-channel cross-layer equalization writes as
-// Relu -> Min(x, c) with a constant per-channel c. Returns a copy where every such Min is spelled
-// x - Relu(x - c) (exact where x <= c; elsewhere c up to one rounding), keeping the Min's output
-// value id so plans stay valid. Models without Min are returned unchanged.
-StatusOr<Model> ExecutorRunnable(const Model& model);
 
 // ---- export (qdq_export.cc)
 struct ExportQdqOptions {
