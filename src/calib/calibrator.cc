@@ -150,7 +150,7 @@ bool Smooth(std::vector<double>& p) {
 }
 
 // TensorRT's entropy calibration on a magnitude histogram h (bin width w, starting at 0) for
-// `nq` quantization levels. Returns the threshold.
+// `nq` (>= 2) quantization levels, with the zero bin kept as its own level. Returns the threshold.
 double KlThreshold(const std::vector<double>& h_in, double w, int nq, int max_candidates) {
   // At most 2048 bins (TensorRT's resolution): merge pairs, which is exact on our grid.
   std::vector<double> h = h_in;
@@ -172,11 +172,17 @@ double KlThreshold(const std::vector<double>& h_in, double w, int nq, int max_ca
     if (i > M) i = M;
     p.assign(h.begin(), h.begin() + i);
     p[i - 1] += suffix[i];  // outliers clipped into the last bin
-    // Quantize h[0, i) into nq bins and expand back over the nonzero entries.
+    // Quantize h[0, i) into nq bins and expand back over the nonzero entries. Bin 0 (which holds
+    // the exact zeros, e.g. half of a ReLU output) is a level of its own: 0 is always exactly
+    // representable (integer zero point), so merging it with its neighbours, as TensorRT's
+    // floor-aligned bins do, models an error real quantization never makes; that phantom error
+    // dominated the KL and clipped ReLU6 outputs to ~nq bins. The other nq - 1 levels split
+    // [1, i) as TensorRT does (the remainder goes to the last level).
     q.assign(static_cast<size_t>(i), 0.0);
-    int64_t merged = i / nq;
+    int64_t merged = (i - 1) / (nq - 1);
     for (int j = 0; j < nq; ++j) {
-      int64_t start = j * merged, stop = j == nq - 1 ? i : start + merged;
+      int64_t start = j == 0 ? 0 : 1 + (j - 1) * merged;
+      int64_t stop = j == 0 ? 1 : (j == nq - 1 ? i : start + merged);
       double sum = 0;
       int64_t nonzero = 0;
       for (int64_t k = start; k < stop; ++k) {

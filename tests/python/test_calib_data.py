@@ -346,7 +346,8 @@ def test_mse_matches_numpy_brute_force(bits):
 
 
 def np_kl_threshold(counts, first_index, width, nq, max_candidates=160):
-    """TensorRT entropy calibration, reimplemented in numpy on onnxq's histogram."""
+    """TensorRT entropy calibration, reimplemented in numpy on onnxq's histogram, with the zero
+    bin as a level of its own and the other nq - 1 levels split as TensorRT does."""
     g = np.arange(counts.size) + first_index
     k = np.where(g >= 0, g, -g - 1)
     h = np.bincount(k, weights=counts.astype(np.float64))
@@ -371,9 +372,9 @@ def np_kl_threshold(counts, first_index, width, nq, max_candidates=160):
         p = h[:i].copy()
         p[-1] += h[i:].sum()
         q = np.zeros(i)
-        merged = i // nq
-        for j in range(nq):
-            a, b = j * merged, (i if j == nq - 1 else (j + 1) * merged)
+        merged = (i - 1) // (nq - 1)
+        bounds = [0, 1] + [1 + j * merged for j in range(1, nq - 1)] + [i]
+        for a, b in zip(bounds[:-1], bounds[1:]):
             nzmask = p[a:b] != 0
             if nzmask.any():
                 q[a:b][nzmask] = h[a:b].sum() / nzmask.sum()
@@ -395,6 +396,68 @@ def test_kl_matches_numpy_tensorrt_reimplementation():
     t = np_kl_threshold(h.counts, h.first_index, h.bin_width, 128)
     assert r["hi"] == pytest.approx(t, rel=1e-9)
     assert 2.5 < t < x.max()
+    # Non-negative data with a zero spike in uint8 (256 levels), where the zero level matters.
+    xr = np.clip(rng.normal(0.0, 2.0, 300000), 0, 6).astype(np.float32)
+    hr = calib.HistogramObserver()
+    hr.update(xr)
+    rr = calib.calibrate(hr, "kl")
+    assert rr["hi"] == pytest.approx(min(np_kl_threshold(hr.counts, 0, hr.bin_width, 256), 6.0), rel=1e-9)
+
+
+def np_ort_entropy_threshold(x, num_bins=128, num_quantized_bins=128):
+    """ONNX Runtime's entropy calibrator (HistogramCalibrater collect + get_entropy_threshold,
+    default bin counts), reimplemented in numpy on the raw samples: a symmetric np.histogram over
+    [-max|x|, max|x|], candidate windows around the zero bin, result clipped to [min, max]."""
+    th = float(np.abs(x).max())
+    hist, edges = np.histogram(x, num_bins, range=(-th, th))
+    zero = num_bins // 2
+    half = num_quantized_bins // 2
+    best, best_t = np.inf, None
+    for i in range(half, zero + 1):
+        a, b = zero - i, min(zero + i + 1, num_bins)
+        sliced = hist[a:b].astype(np.int64)
+        p = sliced.copy()
+        p[0] += hist[:a].sum()
+        p[-1] += hist[b:].sum()
+        nz = (p != 0).astype(np.int64)
+        merged = sliced.size // num_quantized_bins
+        qb = np.array([sliced[j * merged:(j + 1) * merged].sum() for j in range(num_quantized_bins)])
+        qb[-1] += sliced[num_quantized_bins * merged:].sum()
+        q = np.zeros(p.size, dtype=np.int64)
+        for j in range(num_quantized_bins):
+            n = nz[j * merged:(j + 1) * merged].sum()
+            if n:
+                q[j * merged:(j + 1) * merged] = qb[j] / n
+
+        def smooth(d, eps=1e-4):
+            z = d == 0
+            if z.all():
+                return None
+            return d.astype(np.float64) + eps * z - eps * z.sum() / (~z).sum() * (~z)
+
+        ps, qs = smooth(p), smooth(q)
+        if ps is None or qs is None:
+            continue
+        ps, qs = ps / ps.sum(), qs / qs.sum()
+        kl = float(np.sum(ps * np.log(ps / qs)))
+        if kl < best:
+            best, best_t = kl, (edges[a], edges[b])
+    return max(best_t[0], x.min()), min(best_t[1], x.max())
+
+
+def test_kl_keeps_relu6_range_like_onnxruntime_entropy():
+    # ReLU6 outputs: ~40 % exact zeros, a clipped mass at 6 and a spread in between. Real uint8
+    # quantization keeps 0 exact, so KL must not clip the range to pull the zeros apart from
+    # their neighbours (it used to pick ~2 of 6, wrecking MobileNetV2).
+    rng = np.random.default_rng(6)
+    x = np.clip(rng.normal(0.3, 2.0, 400000), 0, 6).astype(np.float32)
+    h = calib.HistogramObserver()
+    h.update(x)
+    r = calib.calibrate(h, "kl")
+    lo, hi = np_ort_entropy_threshold(x)
+    assert (lo, hi) == (0.0, 6.0)
+    assert r["lo"] == 0.0 and r["zero_point"] == 0
+    assert r["hi"] == pytest.approx(hi, rel=0.05)
 
 
 # ----------------------------------------------------------------------------- quantization math
