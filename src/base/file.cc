@@ -62,7 +62,9 @@ bool PathExists(const std::string& path) {
 }
 
 StatusOr<std::string> ReadFile(const std::string& path, int64_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it is refused below as
+  // not a regular file (regular files ignore the flag; it is cleared anyway before reading).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) return NotFound("'", path, "' does not exist");
@@ -78,6 +80,7 @@ StatusOr<std::string> ReadFile(const std::string& path, int64_t max_bytes) {
     ::close(fd);
     return InvalidArgument("'", path, "' is not a regular file");
   }
+  if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0) (void)::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
   if (st.st_size > max_bytes) {
     ::close(fd);
     return OutOfRange("'", path, "' has ", static_cast<int64_t>(st.st_size),

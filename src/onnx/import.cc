@@ -21,6 +21,7 @@
 namespace onnxq {
 namespace {
 
+using onnx_io::kMaxInferenceDataElements;
 using onnx_io::TensorReadContext;
 
 std::string DescribeProtoNode(const onnx::NodeProto& n, int index) {
@@ -62,6 +63,48 @@ AttrType InferAttrType(const onnx::AttributeProto& a) {
   if (a.sparse_tensors_size()) return AttrType::kSparseTensors;
   if (a.type_protos_size()) return AttrType::kTypeProtos;
   return AttrType::kUndefined;
+}
+
+// Rewrites an imported attribute's proto so that it says exactly what export will write: the
+// deduced type set, fields of other types cleared, a typed scalar without a value written as 0. ONNX's
+// schema checks and shape inference then read the same attribute on first import as on
+// re-import of the export (they test has_i()/has_f() etc., not `type`), which keeps
+// export -> import -> export byte-stable. Tensor attributes get canonical raw data when small
+// (shape inference reads Constant values) and no data when large (it then reads none, both times).
+void CanonicalizeAttributeProto(const Attribute& a, onnx::AttributeProto* ap) {
+  onnx::TensorProto t;
+  if (a.type == AttrType::kTensor) {
+    if (a.t.numel() <= kMaxInferenceDataElements) {
+      onnx_io::TensorToProto(a.t, "", &t);
+    } else {
+      for (int64_t d : a.t.dims()) t.add_dims(d);
+      t.set_data_type(static_cast<int32_t>(a.t.dtype()));
+    }
+  }
+  std::string name = ap->name(), doc = ap->doc_string();
+  onnx::AttributeProto tensors_holder;
+  if (a.type == AttrType::kTensors) tensors_holder.mutable_tensors()->Swap(ap->mutable_tensors());
+  ap->Clear();
+  ap->set_name(name);
+  if (!doc.empty()) ap->set_doc_string(doc);
+  switch (a.type) {
+    case AttrType::kFloat: ap->set_f(a.f); break;
+    case AttrType::kInt: ap->set_i(a.i); break;
+    case AttrType::kString: ap->set_s(a.s); break;
+    case AttrType::kTensor: ap->mutable_t()->Swap(&t); break;
+    case AttrType::kFloats:
+      for (float f : a.floats) ap->add_floats(f);
+      break;
+    case AttrType::kInts:
+      for (int64_t i : a.ints) ap->add_ints(i);
+      break;
+    case AttrType::kStrings:
+      for (const auto& s : a.strings) ap->add_strings(s);
+      break;
+    case AttrType::kTensors: ap->mutable_tensors()->Swap(tensors_holder.mutable_tensors()); break;
+    default: break;
+  }
+  ap->set_type(static_cast<onnx::AttributeProto::AttributeType>(a.type));
 }
 
 class Importer {
@@ -182,18 +225,9 @@ Status Importer::CheckOperator(const onnx::NodeProto& np, const std::string& des
                        DomainLabel(domain), " opset ", version, " (it was added later)");
   // Input/output counts, empty required inputs, attribute names and types: what every consumer
   // (ONNX's shape inference included) assumes.
+  // (Untyped attributes of IR v1 files have their deduced type by now: CanonicalizeAttributeProto.)
   try {
-    bool untyped = false;
-    for (const auto& a : np.attribute()) untyped |= !a.has_type() || a.type() == 0;
-    if (untyped) {  // IR v1 files: give Verify the types the importer deduced
-      onnx::NodeProto typed = np;
-      for (auto& a : *typed.mutable_attribute())
-        if (!a.has_type() || a.type() == 0)
-          a.set_type(static_cast<onnx::AttributeProto::AttributeType>(InferAttrType(a)));
-      schema->Verify(typed);
-    } else {
-      schema->Verify(np);
-    }
+    schema->Verify(np);
   } catch (const std::exception& e) {
     std::string why = e.what();
     why = why.substr(0, why.find('\n'));
@@ -225,8 +259,13 @@ Status Importer::ImportGraph(onnx::GraphProto& gp, Model* model) {
     ONNXQ_RETURN_IF_ERROR(g.SetInitializer(id, std::move(t)));
     // The IR owns the bytes now. Shape inference only reads small initializers (shapes, axes,
     // Resize scales), so the rest is freed to keep the peak near one copy of the weights.
-    bool keep = g.value(id).initializer()->numel() <= 4096;
-    if (!keep) {
+    // Kept ones are rewritten the way export writes them (raw_data, no external data), so
+    // inference reads the same data on first import as on re-import of the export.
+    const Tensor& imported = *g.value(id).initializer();
+    if (imported.numel() <= kMaxInferenceDataElements) {
+      const std::string name = tp.name();  // TensorToProto clears tp first
+      onnx_io::TensorToProto(imported, name, &tp);
+    } else {
       tp.clear_raw_data();
       tp.clear_float_data();
       tp.clear_int32_data();
@@ -287,7 +326,7 @@ Status Importer::ImportGraph(onnx::GraphProto& gp, Model* model) {
   }
 
   for (int k = 0; k < gp.node_size(); ++k) {
-    const auto& np = gp.node(k);
+    onnx::NodeProto& np = *gp.mutable_node(k);
     const std::string desc = DescribeProtoNode(np, k);
     std::vector<ValueId> inputs, outputs;
     for (const std::string& in : np.input()) {
@@ -303,11 +342,12 @@ Status Importer::ImportGraph(onnx::GraphProto& gp, Model* model) {
     }
     for (const std::string& out : np.output()) outputs.push_back(out.empty() ? kNoValue : g.FindValue(out));
     Attributes attrs;
-    for (const auto& ap : np.attribute()) {
+    for (auto& ap : *np.mutable_attribute()) {
       if (attrs.Has(ap.name()))
         return InvalidArgument("node ", desc, " has attribute '", ap.name(), "' twice");
       Attribute a;
       ONNXQ_RETURN_IF_ERROR(ImportAttribute(ap, desc, &a));
+      CanonicalizeAttributeProto(a, &ap);
       attrs.Set(std::move(a));
     }
     ONNXQ_RETURN_IF_ERROR(CheckOperator(np, desc, *model));

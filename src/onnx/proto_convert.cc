@@ -22,7 +22,9 @@ bool ParseNonNegative(const std::string& s, int64_t* out) {
   int64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
+    const int d = c - '0';
+    if (v > (std::numeric_limits<int64_t>::max() - d) / 10) return false;  // would overflow
+    v = v * 10 + d;
   }
   *out = v;
   return true;
@@ -44,8 +46,11 @@ Status PRead(int fd, void* dst, size_t size, int64_t offset, const std::string& 
   return Status::Ok();
 }
 
-Status LoadExternal(const TensorProto& proto, const std::string& what, TensorReadContext& ctx,
-                    Tensor* t) {
+// Resolves, opens and checks the external data of a tensor of `expect` bytes, and only then
+// allocates it (a few bytes of model must not make onnxq allocate what its dims claim).
+StatusOr<Tensor> LoadExternal(const TensorProto& proto, const std::string& what,
+                              TensorReadContext& ctx, DataType dtype,
+                              const std::vector<int64_t>& dims, size_t expect) {
   if (!ctx.allow_external_data)
     return InvalidArgument(what, " uses external data, which these import options refuse");
   if (ctx.base_dir.empty())
@@ -73,30 +78,42 @@ Status LoadExternal(const TensorProto& proto, const std::string& what, TensorRea
     return Status(resolved.status().code(),
                   what + ": external data location: " + resolved.status().message());
   const std::string& path = *resolved;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it is refused below.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return IoError(what, ": cannot open external data '", location, "': ", std::strerror(errno));
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return InvalidArgument(what, ": external data '", location, "' is not a regular file");
   }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) (void)::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
   const int64_t file_size = st.st_size;
-  const size_t expect = t->nbytes();
   if (length < 0) length = file_size >= offset ? file_size - offset : -1;
   Status s;
   if (offset > file_size)
     s = OutOfRange(what, ": external data offset ", offset, " is beyond the end of '", location,
                    "' (", file_size, " bytes)");
   else if (length > file_size - offset)
-    s = OutOfRange(what, ": external data range [", offset, ", ", offset + length,
-                   ") is beyond the end of '", location, "' (", file_size, " bytes)");
+    s = OutOfRange(what, ": external data length ", length, " at offset ", offset,
+                   " goes beyond the end of '", location, "' (", file_size, " bytes)");
   else if (static_cast<uint64_t>(length) != expect)
     s = InvalidArgument(what, ": external data length ", length, " does not match shape ",
-                        DimsToString(t->dims()), " of ", DataTypeName(t->dtype()), " (",
-                        expect, " bytes)");
-  if (s.ok() && expect > 0) s = PRead(fd, t->mutable_raw(), expect, offset, path);
+                        DimsToString(dims), " of ", DataTypeName(dtype), " (", expect, " bytes)");
+  if (!s.ok()) {
+    ::close(fd);
+    return s;
+  }
+  auto created = Tensor::Create(dtype, dims, ctx.limits);
+  if (!created.ok()) {
+    ::close(fd);
+    return Status(created.status().code(), what + ": " + created.status().message());
+  }
+  Tensor t = std::move(created).value();
+  if (expect > 0) s = PRead(fd, t.mutable_raw(), expect, offset, path);
   ::close(fd);
-  return s;
+  if (!s.ok()) return s;
+  return t;
 }
 
 template <typename Src, typename Dst>
@@ -236,14 +253,15 @@ StatusOr<Tensor> TensorFromProto(const TensorProto& proto, const std::string& wh
     }
   }
 
+  if (external) {
+    ONNXQ_ASSIGN_OR_RETURN(Tensor ext, LoadExternal(proto, what, ctx, dtype, dims, nbytes));
+    ctx.total_bytes += static_cast<int64_t>(nbytes);
+    return ext;
+  }
   auto created = Tensor::Create(dtype, dims, ctx.limits);
   if (!created.ok()) return Status(created.status().code(), what + ": " + created.status().message());
   Tensor t = std::move(created).value();
   ctx.total_bytes += static_cast<int64_t>(nbytes);
-  if (external) {
-    ONNXQ_RETURN_IF_ERROR(LoadExternal(proto, what, ctx, &t));
-    return t;
-  }
   if (nbytes == 0) return t;
   if (has_raw) {
     std::memcpy(t.mutable_raw(), proto.raw_data().data(), nbytes);

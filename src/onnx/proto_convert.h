@@ -13,6 +13,10 @@
 
 namespace onnxq::onnx_io {
 
+// Tensors (initializers, Constant values) of at most this many elements keep their data in the
+// proto given to shape inference (shapes, axes, Resize scales); larger ones are given without.
+inline constexpr int64_t kMaxInferenceDataElements = 4096;
+
 // Budget and context for turning TensorProtos from an untrusted file into Tensors.
 struct TensorReadContext {
   TensorLimits limits;

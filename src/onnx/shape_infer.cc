@@ -104,6 +104,13 @@ bool SafeToInfer(const NodeProto& n, const std::unordered_map<std::string, TypeP
     }
     if (const auto* g = Attr(n, "group"); g && (g->i() <= 0 || g->i() > (int64_t{1} << 31))) return false;
   }
+  // Gemm's A and B are matrices; Gemm-6's inference reads dim(1) of both without checking.
+  if (op == "Gemm") {
+    for (int i = 0; i < 2; ++i) {
+      int r = Rank(types, n, i);
+      if (r >= 0 && r != 2) return false;
+    }
+  }
   if (op == "RNN" || op == "GRU" || op == "LSTM") {
     for (int i = 0; i < 3; ++i) {
       int r = Rank(types, n, i);
@@ -168,7 +175,7 @@ std::unordered_map<std::string, TypeProto> InferTypes(onnx::ModelProto& model,
     auto opset = opsets.find(domain);
     if (n.op_type() == "Constant" && n.output_size() == 1)
       for (const auto& a : n.attribute())
-        if (a.name() == "value" && a.has_t()) data[n.output(0)] = &a.t();
+        if (a.name() == "value" && a.has_t() && HasInlineData(a.t())) data[n.output(0)] = &a.t();
     if (opset != opsets.end() && SafeToInfer(n, view)) {
       const onnx::OpSchema* schema = registry->GetSchema(n.op_type(), opset->second, domain);
       auto local = functions.find(n.domain() + ":" + n.op_type());
