@@ -12,6 +12,7 @@
 
 #include "onnxq/base/file.h"
 #include "onnxq/calib/dataset.h"
+#include "jpeg_guard.h"
 
 namespace onnxq::calib {
 
@@ -122,6 +123,9 @@ StatusOr<PreprocessOptions> PreprocessPreset(const std::string& name) {
 StatusOr<Image> DecodeImage(const void* data, size_t size, const std::string& name) {
   if (size > static_cast<size_t>(INT32_MAX)) return InvalidArgument(name, ": image file too large");
   const auto* p = static_cast<const stbi_uc*>(data);
+  // stb_image 2.27 must only ever see JPEG/PNG, and no JPEG that reaches its known bugs.
+  ONNXQ_RETURN_IF_ERROR(CheckImageMagic(p, size, name));
+  ONNXQ_RETURN_IF_ERROR(CheckJpegSafeForStb(p, size, name));
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(p, static_cast<int>(size), &w, &h, &comp))
     return InvalidArgument(name, ": not a decodable JPEG or PNG image (", stbi_failure_reason(), ")");
