@@ -243,16 +243,21 @@ StatusOr<Tensor> PreprocessImage(const Image& img, const PreprocessOptions& o, c
   // torchvision Resize(int): shorter side -> size, longer side int(size * long / short).
   int rw = img.width, rh = img.height;
   if (o.resize_shorter > 0) {
+    // The long side is computed in int64 and range-checked before it becomes an int (a 1x131072
+    // image resized to 16384 would overflow int).
+    int64_t rw64 = img.width, rh64 = img.height;
     if (img.width <= img.height) {
-      rw = o.resize_shorter;
-      rh = static_cast<int>(double(int64_t{o.resize_shorter} * img.height) / img.width);
+      rw64 = o.resize_shorter;
+      rh64 = static_cast<int64_t>(double(int64_t{o.resize_shorter} * img.height) / img.width);
     } else {
-      rh = o.resize_shorter;
-      rw = static_cast<int>(double(int64_t{o.resize_shorter} * img.width) / img.height);
+      rh64 = o.resize_shorter;
+      rw64 = static_cast<int64_t>(double(int64_t{o.resize_shorter} * img.width) / img.height);
     }
-    if (rw < 1 || rh < 1 || int64_t{rw} * rh > kMaxPixels)
-      return OutOfRange(name, ": resizing ", img.width, "x", img.height, " to ", rw, "x", rh,
+    if (rw64 < 1 || rh64 < 1 || rw64 > kMaxPixels || rh64 > kMaxPixels || rw64 * rh64 > kMaxPixels)
+      return OutOfRange(name, ": resizing ", img.width, "x", img.height, " to ", rw64, "x", rh64,
                         " is out of range");
+    rw = static_cast<int>(rw64);
+    rh = static_cast<int>(rh64);
   }
   int cw = rw, chh = rh, x0 = 0, y0 = 0;
   if (o.crop_height > 0) {

@@ -424,8 +424,9 @@ void RegisterElementwiseOps(std::vector<OpRegistration>& r) {
   r.push_back({"Mul", 1, 23, BinaryFactory(BinOp::kMul), "numpy broadcasting, numeric types"});
   r.push_back({"Div", 1, 23, BinaryFactory(BinOp::kDiv),
                "numpy broadcasting, numeric types (integer x/0 gives 0)"});
-  for (auto [name, op] : {std::pair{"Min", BinOp::kMin}, std::pair{"Max", BinOp::kMax}}) {
-    r.push_back({name, 6, 23,
+  for (const auto& entry : {std::pair{"Min", BinOp::kMin}, std::pair{"Max", BinOp::kMax}}) {
+    const BinOp op = entry.second;  // a plain local: clang 14 cannot capture structured bindings
+    r.push_back({entry.first, 6, 23,
                  [op](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                    return MakeKernel<VariadicKernel>(*info.node, op);
                  },

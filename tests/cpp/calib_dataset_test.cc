@@ -256,3 +256,27 @@ TEST(CalibDataset, BadDataIsAnErrorNamingTheFile) {
 
 }  // namespace
 }  // namespace onnxq::calib
+
+namespace onnxq::calib {
+namespace {
+
+// Regression (docs/fuzzing.md): the long side of a resize was cast to int before its range check,
+// so a 1 x 131072 image resized to a shorter side of 16384 overflowed int.
+TEST(CalibPreprocess, ExtremeAspectRatioResizeIsRefusedNotOverflowed) {
+  Image img;
+  img.width = 1;
+  img.height = 131072;
+  img.rgb.assign(size_t{131072} * 3, 128);
+  PreprocessOptions o;
+  o.resize_shorter = 16384;
+  o.crop_height = 0;
+  o.crop_width = 0;
+  auto t = PreprocessImage(img, o, "tall.png");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kOutOfRange);
+  EXPECT_NE(t.status().message().find("tall.png: resizing 1x131072"), std::string::npos)
+      << t.status().message();
+}
+
+}  // namespace
+}  // namespace onnxq::calib
