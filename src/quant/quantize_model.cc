@@ -263,7 +263,7 @@ Status QuantizeConfig::Validate() const {
   return Status::Ok();
 }
 
-std::string QuantizeConfig::ToJson() const {
+std::string QuantizeConfig::ToJson(bool with_execution) const {
   JsonWriter j;
   j.BeginObject();
   j.Field("calibrator", calibrator).Field("percentile", percentile);
@@ -277,7 +277,9 @@ std::string QuantizeConfig::ToJson() const {
   j.EndArray();
   j.Field("cle", ToggleName(cle)).Field("bias_correction", ToggleName(bias_correction));
   j.Field("bias_correction_samples", bias_correction_samples);
-  j.Field("batch_size", batch_size).Field("threads", threads).Field("sqnr_samples", sqnr_samples);
+  j.Field("batch_size", batch_size);
+  if (with_execution) j.Field("threads", threads);
+  j.Field("sqnr_samples", sqnr_samples);
   j.Field("stats", stats_path);
   j.EndObject();
   return j.str();
@@ -715,7 +717,7 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
 
   t0 = Clock::now();
   ExportQdqOptions eo;
-  eo.metadata.emplace_back("onnxq.quantize_config", config.ToJson());
+  eo.metadata.emplace_back("onnxq.quantize_config", config.ToJson(/*with_execution=*/false));
   // Activations below 8 bits have no faithful QDQ spelling (QuantizeLinear saturates to the full
   // 8-bit range): such runs are simulation-only and return no QDQ model.
   const bool exported = config.act_bits == 8;

@@ -65,7 +65,9 @@ struct QuantizeConfig {
   std::function<bool(const std::string& stage, int64_t done, int64_t total)> progress;
 
   Status Validate() const;
-  std::string ToJson() const;
+  // The full config. with_execution=false leaves out settings that cannot change the result
+  // (threads), so that the exported model is byte-identical whatever the thread count.
+  std::string ToJson(bool with_execution = true) const;
 };
 
 struct QuantizeResult {
