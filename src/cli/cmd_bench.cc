@@ -7,6 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "onnxq/base/json.h"
 #include "onnxq/kernels/cpu.h"
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/runtime/feeds.h"
@@ -15,22 +16,7 @@
 namespace onnxq::cli {
 namespace {
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
+std::string JsonString(const std::string& s) { return JsonQuote(s); }
 
 int RunBench(const std::vector<std::string>& args) {
   ArgParser p("bench",

@@ -1,5 +1,7 @@
 #include "onnxq/ir/summary.h"
 
+#include "onnxq/base/json.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
@@ -15,52 +17,7 @@ TensorSummary DescribeValue(const Value& v) {
   return t;
 }
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not valid.
-size_t Utf8Length(const std::string& s, size_t i) {
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-  if (n == 0 || i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
-  if (n == 2 && c < 0xc2) return 0;  // overlong
-  return n;
-}
-
-// Model files may hold any bytes in names; the JSON stays valid (invalid UTF-8 becomes U+FFFD).
-void JsonString(std::ostringstream& os, const std::string& s) {
-  os << '"';
-  for (size_t i = 0; i < s.size();) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = Utf8Length(s, i);
-    if (n == 0) {
-      os << "\\ufffd";
-      ++i;
-      continue;
-    }
-    if (n > 1) {
-      os.write(s.data() + i, static_cast<std::streamsize>(n));
-      i += n;
-      continue;
-    }
-    ++i;
-    switch (c) {
-      case '"': os << "\\\""; break;
-      case '\\': os << "\\\\"; break;
-      case '\n': os << "\\n"; break;
-      case '\r': os << "\\r"; break;
-      case '\t': os << "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          os << buf;
-        } else {
-          os << static_cast<char>(c);
-        }
-    }
-  }
-  os << '"';
-}
+void JsonString(std::ostringstream& os, const std::string& s) { os << JsonQuote(s); }
 
 void JsonCounts(std::ostringstream& os, const std::map<std::string, int64_t>& m) {
   if (m.empty()) {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <sstream>
 
+#include "onnxq/base/json.h"
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/passes/pass.h"
 #include "passes/pass_util.h"
@@ -33,26 +34,6 @@ const std::vector<Entry>& Registry() {
   return entries;
 }
 
-std::string JsonEscape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
-        } else {
-          o += c;
-        }
-    }
-  }
-  return o;
-}
 
 std::string ShapeOf(const Value& v) { return v.shape ? v.shape->ToString() : "?"; }
 
@@ -126,16 +107,16 @@ std::string PassReport::ToJson() const {
   os << "{\n  \"passes\": [";
   for (size_t i = 0; i < passes.size(); ++i) {
     const auto& p = passes[i];
-    os << (i ? "," : "") << "\n    {\"name\": \"" << JsonEscape(p.name) << "\", \"changed\": "
+    os << (i ? "," : "") << "\n    {\"name\": " << JsonQuote(p.name) << ", \"changed\": "
        << (p.changed ? "true" : "false") << ", \"millis\": " << p.millis
        << ", \"nodes_before\": " << p.nodes_before << ", \"nodes_after\": " << p.nodes_after
        << ", \"counters\": {";
     size_t k = 0;
     for (const auto& [key, v] : p.counters)
-      os << (k++ ? ", " : "") << "\"" << JsonEscape(key) << "\": " << v;
+      os << (k++ ? ", " : "") << JsonQuote(key) << ": " << v;
     os << "}, \"notes\": [";
     for (size_t j = 0; j < p.notes.size(); ++j)
-      os << (j ? ", " : "") << "\"" << JsonEscape(p.notes[j]) << "\"";
+      os << (j ? ", " : "") << JsonQuote(p.notes[j]);
     os << "]}";
   }
   os << "\n  ]\n}\n";

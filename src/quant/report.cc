@@ -1,5 +1,6 @@
 // JSON writer and SHA-256 (FIPS 180-4) for reproducible quantization reports.
 #include "onnxq/quant/report.h"
+#include "onnxq/base/json.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,27 +12,7 @@
 
 namespace onnxq::quant {
 
-std::string JsonWriter::Escape(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
-      case '\r': o += "\\r"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
-        } else {
-          o += c;
-        }
-    }
-  }
-  return o + "\"";
-}
+std::string JsonWriter::Escape(const std::string& s) { return JsonQuote(s); }
 
 void JsonWriter::Comma() {
   if (after_key_) {
