@@ -97,6 +97,7 @@ StatusOr<std::vector<LabelEntry>> ReadLabels(const std::string& path) {
 
 StatusOr<std::unique_ptr<Dataset>> Dataset::Open(const std::string& path, const DatasetOptions& options) {
   ONNXQ_RETURN_IF_ERROR(options.preprocess.Validate());
+  ONNXQ_RETURN_IF_ERROR(options.image_limits.Validate());
   std::unique_ptr<Dataset> ds(new Dataset());
   ds->options_ = options;
   struct stat st{};
@@ -222,7 +223,7 @@ StatusOr<Tensor> Dataset::Load(int64_t i) const {
   const std::string& file = files_[static_cast<size_t>(i)];
   switch (kind_) {
     case Kind::kImages: {
-      ONNXQ_ASSIGN_OR_RETURN(Tensor t, LoadImage(file, options_.preprocess));
+      ONNXQ_ASSIGN_OR_RETURN(Tensor t, LoadImage(file, options_.preprocess, options_.image_limits));
       return t;
     }
     case Kind::kNpyFiles: {

@@ -18,10 +18,6 @@ namespace onnxq::calib {
 
 namespace {
 
-// Refuse decompression bombs before decoding: 64 Mpixel is far beyond any calibration image.
-constexpr int64_t kMaxPixels = int64_t{1} << 26;
-constexpr int64_t kMaxImageFileBytes = int64_t{256} << 20;
-
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
 struct Coeffs {
@@ -120,7 +116,15 @@ StatusOr<PreprocessOptions> PreprocessPreset(const std::string& name) {
   return InvalidArgument("unknown preprocessing preset '", name, "' (known: imagenet-torch, imagenet-tf)");
 }
 
-StatusOr<Image> DecodeImage(const void* data, size_t size, const std::string& name) {
+Status ImageLimits::Validate() const {
+  if (max_pixels < 1) return InvalidArgument("the image pixel limit must be positive, got ", max_pixels);
+  if (max_file_bytes < 1) return InvalidArgument("the image file size limit must be positive, got ", max_file_bytes);
+  return Status::Ok();
+}
+
+StatusOr<Image> DecodeImage(const void* data, size_t size, const std::string& name,
+                            const ImageLimits& limits) {
+  ONNXQ_RETURN_IF_ERROR(limits.Validate());
   if (size > static_cast<size_t>(INT32_MAX)) return InvalidArgument(name, ": image file too large");
   const auto* p = static_cast<const stbi_uc*>(data);
   // stb_image 2.27 must only ever see JPEG/PNG, and no JPEG that reaches its known bugs.
@@ -129,8 +133,9 @@ StatusOr<Image> DecodeImage(const void* data, size_t size, const std::string& na
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(p, static_cast<int>(size), &w, &h, &comp))
     return InvalidArgument(name, ": not a decodable JPEG or PNG image (", stbi_failure_reason(), ")");
-  if (w <= 0 || h <= 0 || int64_t{w} * h > kMaxPixels)
-    return OutOfRange(name, ": image of ", w, "x", h, " pixels exceeds the limit of ", kMaxPixels, " pixels");
+  if (w <= 0 || h <= 0 || int64_t{w} * h > limits.max_pixels)
+    return OutOfRange(name, ": image of ", w, "x", h, " pixels exceeds the limit of ", limits.max_pixels,
+                      " pixels (raise it with --max-image-pixels)");
   stbi_uc* pixels = stbi_load_from_memory(p, static_cast<int>(size), &w, &h, &comp, 3);
   if (!pixels) return InvalidArgument(name, ": cannot decode image (", stbi_failure_reason(), ")");
   Image img;
@@ -141,9 +146,10 @@ StatusOr<Image> DecodeImage(const void* data, size_t size, const std::string& na
   return img;
 }
 
-StatusOr<Image> ReadImage(const std::string& path) {
-  ONNXQ_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, kMaxImageFileBytes));
-  return DecodeImage(bytes.data(), bytes.size(), path);
+StatusOr<Image> ReadImage(const std::string& path, const ImageLimits& limits) {
+  ONNXQ_RETURN_IF_ERROR(limits.Validate());
+  ONNXQ_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, limits.max_file_bytes));
+  return DecodeImage(bytes.data(), bytes.size(), path, limits);
 }
 
 namespace {
@@ -237,7 +243,9 @@ Image ResizeBilinear(const Image& in, int full_w, int full_h, int x0, int y0, in
   return HorizontalPass(tmp, shifted, x0, out_w, 0, out_h);
 }
 
-StatusOr<Tensor> PreprocessImage(const Image& img, const PreprocessOptions& o, const std::string& name) {
+StatusOr<Tensor> PreprocessImage(const Image& img, const PreprocessOptions& o, const std::string& name,
+                                 const ImageLimits& limits) {
+  const int64_t max_pixels = limits.max_pixels;
   ONNXQ_RETURN_IF_ERROR(o.Validate());
   if (img.width <= 0 || img.height <= 0) return InvalidArgument(name, ": empty image");
   // torchvision Resize(int): shorter side -> size, longer side int(size * long / short).
@@ -253,7 +261,7 @@ StatusOr<Tensor> PreprocessImage(const Image& img, const PreprocessOptions& o, c
       rh64 = o.resize_shorter;
       rw64 = static_cast<int64_t>(double(int64_t{o.resize_shorter} * img.width) / img.height);
     }
-    if (rw64 < 1 || rh64 < 1 || rw64 > kMaxPixels || rh64 > kMaxPixels || rw64 * rh64 > kMaxPixels)
+    if (rw64 < 1 || rh64 < 1 || rw64 > max_pixels || rh64 > max_pixels || rw64 * rh64 > max_pixels)
       return OutOfRange(name, ": resizing ", img.width, "x", img.height, " to ", rw64, "x", rh64,
                         " is out of range");
     rw = static_cast<int>(rw64);
@@ -311,9 +319,10 @@ StatusOr<Tensor> PreprocessImage(const Image& img, const PreprocessOptions& o, c
   return t;
 }
 
-StatusOr<Tensor> LoadImage(const std::string& path, const PreprocessOptions& options) {
-  ONNXQ_ASSIGN_OR_RETURN(Image img, ReadImage(path));
-  return PreprocessImage(img, options, path);
+StatusOr<Tensor> LoadImage(const std::string& path, const PreprocessOptions& options,
+                           const ImageLimits& limits) {
+  ONNXQ_ASSIGN_OR_RETURN(Image img, ReadImage(path, limits));
+  return PreprocessImage(img, options, path, limits);
 }
 
 }  // namespace onnxq::calib

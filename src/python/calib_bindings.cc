@@ -165,8 +165,14 @@ ONNXQ_PYTHON_BINDINGS(BindCalib, 20) {
 
   // ------------------------------------------------------------------ images and datasets
   c.def("preprocess_presets", &calib::PreprocessPresetNames);
-  c.def("decode_image", [](const std::string& path) { return ImageToArray(Unwrap(calib::ReadImage(path))); },
-        py::arg("path"), "Decodes a JPEG/PNG to uint8 [H, W, 3] RGB (stb_image).");
+  c.def("decode_image", [](const std::string& path, int64_t max_pixels) {
+          calib::ImageLimits limits;
+          limits.max_pixels = max_pixels;
+          return ImageToArray(Unwrap(calib::ReadImage(path, limits)));
+        },
+        py::arg("path"), py::kw_only(), py::arg("max_pixels") = calib::ImageLimits{}.max_pixels,
+        "Decodes a JPEG/PNG to uint8 [H, W, 3] RGB (stb_image); images over max_pixels are refused "
+        "before decoding.");
   c.def("resize_bilinear",
         [](py::array_t<uint8_t, py::array::c_style | py::array::forcecast> a, int width, int height) {
           if (a.ndim() != 3 || a.shape(2) != 3) throw py::value_error("expected a uint8 [H, W, 3] array");
@@ -189,9 +195,11 @@ ONNXQ_PYTHON_BINDINGS(BindCalib, 20) {
 
   py::class_<calib::Dataset, std::shared_ptr<calib::Dataset>>(c, "Dataset")
       .def(py::init([](const std::string& path, std::optional<std::string> preset, std::string labels,
-                       int64_t skip, int64_t count, std::vector<int64_t> sample_shape, py::kwargs kw) {
+                       int64_t skip, int64_t count, std::vector<int64_t> sample_shape,
+                       int64_t max_image_pixels, py::kwargs kw) {
              calib::DatasetOptions o;
              o.preprocess = MakePreprocess(preset, kw);
+             o.image_limits.max_pixels = max_image_pixels;
              o.labels = labels;
              o.skip = skip;
              o.count = count;
@@ -199,7 +207,8 @@ ONNXQ_PYTHON_BINDINGS(BindCalib, 20) {
              return std::shared_ptr<calib::Dataset>(Unwrap(calib::Dataset::Open(path, o)).release());
            }),
            py::arg("path"), py::arg("preset") = py::none(), py::arg("labels") = "", py::arg("skip") = 0,
-           py::arg("count") = -1, py::arg("sample_shape") = std::vector<int64_t>{})
+           py::arg("count") = -1, py::arg("sample_shape") = std::vector<int64_t>{},
+           py::arg("max_image_pixels") = calib::ImageLimits{}.max_pixels)
       .def("__len__", &calib::Dataset::size)
       .def("source", &calib::Dataset::source)
       .def_property_readonly("has_labels", &calib::Dataset::has_labels)

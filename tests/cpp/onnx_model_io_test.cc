@@ -16,6 +16,7 @@
 
 #include "onnxq/base/file.h"
 #include "onnxq/onnx/model_io.h"
+#include "test_temp_dir.h"
 
 namespace onnxq {
 namespace {
@@ -23,25 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // A fresh temporary folder per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (fs::temp_directory_path() / "onnxq_io_XXXXXX").string();
-    path_ = ::mkdtemp(templ.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-  std::vector<std::string> Files() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path_)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
- private:
-  std::string path_;
-};
+using ::onnxq::test_util::TempDir;
 
 void WriteBytes(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary);

@@ -57,18 +57,27 @@ struct Image {
   int width = 0, height = 0;
   std::vector<uint8_t> rgb;  // height * width * 3
 };
+// Decompression-bomb limits, checked from the header before any pixel is decoded. The defaults
+// are far beyond any calibration photo; raise them for unusual data (`--max-image-pixels`).
+struct ImageLimits {
+  int64_t max_pixels = int64_t{1} << 26;          // width x height of the file and of the resize
+  int64_t max_file_bytes = int64_t{256} << 20;    // size of an image file
+  Status Validate() const;
+};
 // Decodes JPEG or PNG (stb_image); errors name `name`.
-StatusOr<Image> DecodeImage(const void* data, size_t size, const std::string& name);
-StatusOr<Image> ReadImage(const std::string& path);
+StatusOr<Image> DecodeImage(const void* data, size_t size, const std::string& name,
+                            const ImageLimits& limits = {});
+StatusOr<Image> ReadImage(const std::string& path, const ImageLimits& limits = {});
 // PIL-compatible bilinear resize of the region that ends up in the output window
 // [x0, x0 + out_w) x [y0, y0 + out_h) of a full resize to full_w x full_h (so a resize followed by a
 // center crop only computes the cropped pixels).
 Image ResizeBilinear(const Image& in, int full_w, int full_h, int x0, int y0, int out_w, int out_h);
 // Steps 2-5 on a decoded image: float32 [3, H, W] (NCHW) or [H, W, 3] (NHWC).
 StatusOr<Tensor> PreprocessImage(const Image& img, const PreprocessOptions& options,
-                                 const std::string& name);
+                                 const std::string& name, const ImageLimits& limits = {});
 // ReadImage + PreprocessImage.
-StatusOr<Tensor> LoadImage(const std::string& path, const PreprocessOptions& options);
+StatusOr<Tensor> LoadImage(const std::string& path, const PreprocessOptions& options,
+                           const ImageLimits& limits = {});
 
 // labels.tsv: one sample per line, tab-separated "file<TAB>class_index[<TAB>anything...]"; blank
 // lines and lines starting with '#' (the header) are ignored.
@@ -94,6 +103,7 @@ struct DatasetOptions {
   std::vector<int64_t> sample_shape;
   DataType dtype = DataType::kFloat;
   TensorLimits limits;
+  ImageLimits image_limits;
 };
 
 class Dataset {
