@@ -3,6 +3,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "onnxq/onnx/model_io.h"
 
 namespace onnxq::cli {
@@ -16,11 +17,7 @@ int RunConvert(const std::vector<std::string>& args) {
               "output appears atomically.");
   p.Positional("MODEL", "the input .onnx file");
   p.Option("output", 'o', "OUT", "the output .onnx file").Required();
-  p.Option("max-tensor-elements", 0, "N", "refuse tensors with more elements", ArgKind::kInt)
-      .Default(std::to_string(TensorLimits{}.max_elements));
-  p.Option("max-model-bytes", 0, "BYTES", "refuse model files larger than this (e.g. 4G)",
-           ArgKind::kBytes)
-      .Default(std::to_string(ImportOptions{}.max_model_bytes));
+  AddModelLimitOptions(p);
   p.Option("external-data-threshold", 0, "BYTES",
            "move large initializers to OUT.data when all tensors exceed this (e.g. 1G)",
            ArgKind::kBytes)
@@ -28,11 +25,7 @@ int RunConvert(const std::vector<std::string>& args) {
   p.Flag("write-inferred-value-info", 0,
          "also write value_info for the shapes onnxq inferred, not only the declared ones");
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
-    ImportOptions in;
-    in.tensor_limits.max_elements = a.GetInt("max-tensor-elements", in.tensor_limits.max_elements);
-    in.max_model_bytes = a.GetInt("max-model-bytes", in.max_model_bytes);
-    if (in.tensor_limits.max_elements < 0 || in.max_model_bytes < 0)
-      return InvalidArgument("limits must not be negative");
+    ONNXQ_ASSIGN_OR_RETURN(ImportOptions in, ImportOptionsFromArgs(a));
     ExportOptions out;
     out.external_data_threshold = a.GetInt("external-data-threshold", out.external_data_threshold);
     out.write_inferred_value_info = a.GetFlag("write-inferred-value-info");

@@ -3,6 +3,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "onnxq/ir/summary.h"
 #include "onnxq/onnx/model_io.h"
 
@@ -16,15 +17,9 @@ int RunInspect(const std::vector<std::string>& args) {
               "with shapes, opsets and metadata.");
   p.Positional("MODEL", "the .onnx file");
   p.Flag("json", 0, "print JSON (stable keys) instead of text");
-  p.Option("max-tensor-elements", 0, "N", "refuse tensors with more elements", ArgKind::kInt)
-      .Default(std::to_string(TensorLimits{}.max_elements));
-  p.Option("max-model-bytes", 0, "BYTES", "refuse model files larger than this (e.g. 4G)",
-           ArgKind::kBytes)
-      .Default(std::to_string(ImportOptions{}.max_model_bytes));
+  AddModelLimitOptions(p);
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
-    ImportOptions opts;
-    opts.tensor_limits.max_elements = a.GetInt("max-tensor-elements", opts.tensor_limits.max_elements);
-    opts.max_model_bytes = a.GetInt("max-model-bytes", opts.max_model_bytes);
+    ONNXQ_ASSIGN_OR_RETURN(ImportOptions opts, ImportOptionsFromArgs(a));
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL"), opts));
     ModelSummary s = Summarize(model);
     std::string out = a.GetFlag("json") ? SummaryToJson(s) : SummaryToText(s);

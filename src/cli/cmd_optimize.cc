@@ -3,6 +3,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/passes/pass.h"
 
@@ -40,6 +41,7 @@ int RunOptimize(const std::vector<std::string>& args) {
   p.Flag("report-json", 0, "print the pass report as JSON on stdout");
   p.Flag("verbose", 'v', "print each pass: changed or not, time, counters and notes");
   p.Flag("no-verify", 0, "skip the graph verifier between passes");
+  AddModelLimitOptions(p);
   p.Epilog(PassList());
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
     passes::OptimizeOptions opt;
@@ -59,7 +61,8 @@ int RunOptimize(const std::vector<std::string>& args) {
       opt.equalization.input_min = static_cast<float>(lo);
       opt.equalization.input_max = static_cast<float>(hi);
     }
-    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
+    ONNXQ_ASSIGN_OR_RETURN(ImportOptions import_options, ImportOptionsFromArgs(a));
+    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL"), import_options));
     ONNXQ_ASSIGN_OR_RETURN(passes::PassReport report, passes::Optimize(model, opt));
     Status s = SaveModel(model, a.Get("output"));
     if (!s.ok()) return s.Prepend("cannot write '" + a.Get("output") + "'");
