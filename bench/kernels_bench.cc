@@ -3,23 +3,33 @@
 // MobileNetV2 convolution layer timings.
 //
 //   onnxq_kernels_bench [--quick] [--threads N] [--isa reference|avx2|avx512] [--micro-only]
+//   onnxq_kernels_bench --profile MODEL [--threads N] [--iters N]
 // --micro-only prints just the FMA peak and the microkernel (what bench/mobilenetv2.py needs).
+// --profile runs MODEL (batch 1, random inputs) through onnxq::Session and prints per-node times:
+// a hook timestamps every value a step produces, except Conv outputs a Relu / Clip consumes (a
+// hooked Conv output would disable that fusion), so each step's time is the gap to the previous
+// hook call; the minimum and median over the runs are reported.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "fma_peak.h"
 #include "kernels/gemm_driver.h"
+#include "onnxq/base/json.h"
 #include "onnxq/base/thread_pool.h"
 #include "onnxq/kernels/conv.h"
 #include "onnxq/kernels/cpu.h"
 #include "onnxq/kernels/gemm.h"
+#include "onnxq/onnx/model_io.h"
+#include "onnxq/runtime/session.h"
 
 namespace onnxq::bench {
 namespace {
@@ -127,6 +137,129 @@ std::string Fmt(const char* f, double v) {
   return buf;
 }
 
+std::string ShapeText(const Tensor& t) {
+  std::string s;
+  for (int64_t d : t.dims()) {
+    if (!s.empty()) s += 'x';
+    s += std::to_string(d);
+  }
+  return s;
+}
+
+int ProfileModel(const std::string& path, int threads, int iters) {
+  auto model = LoadModel(path);
+  if (!model.ok()) {
+    std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
+    return 1;
+  }
+  const Graph& g = model->graph;
+  SessionOptions so;
+  so.num_threads = threads;
+  auto session = Session::Create(*model, so);
+  if (!session.ok()) {
+    std::fprintf(stderr, "%s\n", session.status().ToString().c_str());
+    return 1;
+  }
+  std::map<std::string, Tensor> feeds;
+  for (ValueId v : g.RuntimeInputs()) {
+    const Value& val = g.value(v);
+    if (val.dtype != DataType::kFloat) {
+      std::fprintf(stderr, "--profile: input '%s' is not float32 (only float inputs are generated)\n",
+                   val.name().c_str());
+      return 1;
+    }
+    std::vector<int64_t> dims;
+    if (val.shape) {
+      for (const Dim& d : val.shape->dims()) dims.push_back(d.is_known() ? d.value : 1);
+    }
+    std::vector<float> data = Random(std::accumulate(dims.begin(), dims.end(), int64_t{1},
+                                                     std::multiplies<int64_t>()), 11);
+    feeds[val.name()] = Tensor::Float(dims, data);
+  }
+  // Hook every produced value except a Conv output whose only consumer is a Relu / Clip.
+  RunOptions ro;
+  for (NodeId n : g.order()) {
+    const Node& node = g.node(n);
+    for (ValueId v : node.outputs()) {
+      if (v == kNoValue) continue;
+      const auto consumers = g.Consumers(v);
+      const bool fusable = node.op_type == "Conv" && consumers.size() == 1 &&
+                           (g.node(consumers[0]).op_type == "Clip" || g.node(consumers[0]).op_type == "Relu");
+      if (!fusable) ro.hooked_values.push_back(v);
+    }
+  }
+  struct Step {
+    std::string name, op, shape;
+    std::vector<double> us;
+  };
+  std::map<ValueId, size_t> index;
+  std::vector<Step> steps;
+  Clock::time_point last;
+  ro.hook = [&](ValueId id, const std::string& name, Tensor& t) -> Status {
+    const Clock::time_point now = Clock::now();
+    auto it = index.find(id);
+    if (it == index.end()) {
+      const Node* p = g.Producer(id);
+      it = index.emplace(id, steps.size()).first;
+      steps.push_back({name, p != nullptr ? p->op_type : "?", ShapeText(t), {}});
+    }
+    steps[it->second].us.push_back(Seconds(last, now) * 1e6);
+    last = Clock::now();
+    return Status::Ok();
+  };
+  std::vector<double> plain_ms, hooked_ms;
+  for (int i = 0; i < iters + 3; ++i) {
+    // Alternate plain and hooked runs so both see the same machine load.
+    auto t0 = Clock::now();
+    if (!(*session)->Run(feeds).ok()) return 1;
+    auto t1 = Clock::now();
+    last = Clock::now();
+    auto r = (*session)->Run(feeds, ro);
+    auto t2 = Clock::now();
+    if (!r.ok()) {
+      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    if (i >= 3) {
+      plain_ms.push_back(Seconds(t0, t1) * 1e3);
+      hooked_ms.push_back(Seconds(t1, t2) * 1e3);
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  auto minimum = [](const std::vector<double>& v) {
+    return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
+  };
+  std::string js = "{\n  \"model\": " + JsonQuote(path) + ", \"threads\": " + std::to_string(threads) +
+                   ", \"runs\": " + std::to_string(iters) + ",\n  \"run_ms\": {\"min\": " +
+                   Fmt("%.3f", minimum(plain_ms)) + ", \"median\": " + Fmt("%.3f", median(plain_ms)) +
+                   "},\n  \"hooked_run_ms\": {\"min\": " + Fmt("%.3f", minimum(hooked_ms)) +
+                   ", \"median\": " + Fmt("%.3f", median(hooked_ms)) + "},\n  \"steps\": [";
+  double sum_min = 0, sum_med = 0;
+  std::map<std::string, double> by_op;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    std::vector<double> us(steps[i].us.begin() + std::min<size_t>(3, steps[i].us.size()), steps[i].us.end());
+    sum_min += minimum(us);
+    sum_med += median(us);
+    by_op[steps[i].op] += minimum(us);
+    js += std::string(i ? "," : "") + "\n    {\"value\": " + JsonQuote(steps[i].name) + ", \"op\": " +
+          JsonQuote(steps[i].op) + ", \"shape\": \"" + steps[i].shape + "\", \"min_us\": " +
+          Fmt("%.1f", minimum(us)) + ", \"median_us\": " + Fmt("%.1f", median(us)) + "}";
+  }
+  js += "\n  ],\n  \"sum_min_us\": " + Fmt("%.1f", sum_min) + ", \"sum_median_us\": " +
+        Fmt("%.1f", sum_med) + ",\n  \"min_us_by_op\": {";
+  bool first = true;
+  for (const auto& [op, us] : by_op) {
+    js += std::string(first ? "" : ", ") + JsonQuote(op) + ": " + Fmt("%.1f", us);
+    first = false;
+  }
+  js += "}\n}\n";
+  std::fputs(js.c_str(), stdout);
+  return 0;
+}
+
 }  // namespace
 }  // namespace onnxq::bench
 
@@ -135,7 +268,8 @@ int main(int argc, char** argv) {
   using namespace onnxq::bench;
   bool quick = false, micro_only = false;
   int threads = 1;
-  std::string only_isa;
+  std::string only_isa, profile;
+  int iters = 50;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
@@ -150,11 +284,19 @@ int main(int argc, char** argv) {
       }
     } else if (std::strcmp(argv[i], "--micro-only") == 0) {
       micro_only = true;
+    } else if (std::strcmp(argv[i], "--profile") == 0 && i + 1 < argc) {
+      profile = argv[++i];
+    } else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
+      iters = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--threads N] [--isa NAME] [--micro-only]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--quick] [--threads N] [--isa NAME] [--micro-only]\n"
+                   "       %s --profile MODEL [--threads N] [--iters N]\n",
+                   argv[0], argv[0]);
       return 2;
     }
   }
+  if (!profile.empty()) return ProfileModel(profile, threads, iters);
   const double min_round = 0.002;
   g_rounds = quick ? 15 : 41;
   ThreadPool pool(threads);
@@ -227,6 +369,11 @@ int main(int argc, char** argv) {
         {"conv0 3x3/2 3->32 224", 3, 224, 224, 32, 3, 2, 1, 0, 0, 1, 1, true},
         {"dw 3x3/1 144 56x56", 144, 56, 56, 144, 3, 1, 144, 1, 1, 1, 1, true},
         {"dw 3x3/2 144 56x56", 144, 56, 56, 144, 3, 2, 144, 0, 0, 1, 1, true},
+        {"dw 3x3/1 32 112x112", 32, 112, 112, 32, 3, 1, 32, 1, 1, 1, 1, true},
+        {"dw 3x3/2 96 112x112", 96, 112, 112, 96, 3, 2, 96, 0, 0, 1, 1, true},
+        {"dw 3x3/1 384 14x14", 384, 14, 14, 384, 3, 1, 384, 1, 1, 1, 1, true},
+        {"dw 3x3/2 576 14x14", 576, 14, 14, 576, 3, 2, 576, 0, 0, 1, 1, true},
+        {"dw 3x3/1 960 7x7", 960, 7, 7, 960, 3, 1, 960, 1, 1, 1, 1, true},
         {"pw 96->24 56x56", 96, 56, 56, 24, 1, 1, 1, 0, 0, 0, 0, false},
         {"pw 24->144 56x56", 24, 56, 56, 144, 1, 1, 1, 0, 0, 0, 0, true},
         {"pw 32->192 28x28", 32, 28, 28, 192, 1, 1, 1, 0, 0, 0, 0, true},

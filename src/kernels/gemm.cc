@@ -103,17 +103,32 @@ AlignedFloats AllocateFloats(int64_t count) {
   return AlignedFloats(static_cast<float*>(std::aligned_alloc(64, bytes)));
 }
 
+int64_t PackedASize(int64_t m, int64_t k, int mr) {
+  return (m + mr - 1) / mr * mr * std::max<int64_t>(k, 1);
+}
+
+int64_t PackedAOffset(int64_t panel, int64_t k0, int64_t m, int64_t k, int mr) {
+  const int64_t panels = (m + mr - 1) / mr;
+  const int64_t block = panel / kMcPanels;
+  const int64_t in_block = std::min<int64_t>(kMcPanels, panels - block * kMcPanels);
+  const int64_t kc = std::min(kKc, k - k0);
+  return block * kMcPanels * mr * k + k0 * in_block * mr + (panel - block * kMcPanels) * mr * kc;
+}
+
 void PackAPanels(bool trans, const float* a, int64_t lda, int64_t m, int64_t k, int mr, float* out) {
   for (int64_t r = 0; r * mr < m; ++r) {
-    float* panel = out + r * mr * k;
     const int64_t rows = std::min<int64_t>(mr, m - r * mr);
-    for (int64_t p = 0; p < k; ++p) {
-      float* dst = panel + p * mr;
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t row = r * mr + i;
-        dst[i] = trans ? a[p * lda + row] : a[row * lda + p];
+    for (int64_t k0 = 0; k0 < k; k0 += kKc) {
+      float* slice = out + PackedAOffset(r, k0, m, k, mr);
+      const int64_t kc = std::min(kKc, k - k0);
+      for (int64_t p = 0; p < kc; ++p) {
+        float* dst = slice + p * mr;
+        for (int64_t i = 0; i < rows; ++i) {
+          const int64_t row = r * mr + i;
+          dst[i] = trans ? a[(k0 + p) * lda + row] : a[row * lda + k0 + p];
+        }
+        for (int64_t i = rows; i < mr; ++i) dst[i] = 0.f;
       }
-      for (int64_t i = rows; i < mr; ++i) dst[i] = 0.f;
     }
   }
 }
@@ -168,10 +183,12 @@ void GemmBlock(const KernelTable& t, int64_t k, const float* packed_a, int64_t i
         const int nj = static_cast<int>(std::min<int64_t>(nr, j1 - j));
         const float* bp;
         int64_t ldb;
+        GemmMicroFn micro = t.gemm_micro;
+        if (nj <= t.narrow_n) micro = t.gemm_narrow;
         if (b.kind == BMatrix::Kind::kPanels) {
           bp = b.data + (j / nr) * nr * k + k0 * nr;
           ldb = nr;
-        } else if (b.kind == BMatrix::Kind::kRowMajor && nj % t.vec == 0) {
+        } else if (b.kind == BMatrix::Kind::kRowMajor && (nj % t.vec == 0 || nj <= t.narrow_n)) {
           bp = b.data + k0 * b.ld + j;
           ldb = b.ld;
         } else {
@@ -192,13 +209,12 @@ void GemmBlock(const KernelTable& t, int64_t k, const float* packed_a, int64_t i
           const int mi = static_cast<int>(std::min<int64_t>(mr, ie - i));
           Epilogue tile = blk;
           if (tile.bias != nullptr) tile.bias = ep.bias + i;
-          t.gemm_micro(kc, packed_a + (i / mr) * mr * k + k0 * mr, bp, ldb, c + i * ldc + j, ldc,
-                       mi, nj, tile);
+          micro(kc, packed_a + PackedAOffset(i / mr, k0, m, k, mr), bp, ldb, c + i * ldc + j, ldc,
+                mi, nj, tile);
         }
       }
     }
   }
-  (void)m;
 }
 
 // Splits C into blocks of whole A panels x kNc columns and runs them over the pool.
@@ -209,7 +225,11 @@ void GemmParallel(const KernelTable& t, int64_t m, int64_t n, int64_t k, const f
   // Column blocks of kNc (a multiple of nr); more row blocks when there are too few tasks.
   const int64_t n_blocks = (n + kNc - 1) / kNc;
   int64_t m_blocks = std::min<int64_t>(panels, std::max<int64_t>(1, (2 * threads + n_blocks - 1) / n_blocks));
-  const int64_t panels_per_block = (panels + m_blocks - 1) / m_blocks;
+  int64_t panels_per_block = (panels + m_blocks - 1) / m_blocks;
+  // Whole storage blocks of packed A per task, so each task streams it sequentially.
+  if (panels_per_block > kMcPanels) {
+    panels_per_block = (panels_per_block + kMcPanels - 1) / kMcPanels * kMcPanels;
+  }
   m_blocks = (panels + panels_per_block - 1) / panels_per_block;
   const int64_t tasks = m_blocks * n_blocks;
   auto run = [&](int64_t begin, int64_t end) {
@@ -256,8 +276,7 @@ void Sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            ThreadPool* pool, Isa isa) {
   if (m <= 0 || n <= 0) return;
   const internal::KernelTable& t = internal::GetTable(isa);
-  const int64_t panels = (m + t.mr - 1) / t.mr;
-  internal::AlignedFloats packed_a = internal::AllocateFloats(panels * t.mr * std::max<int64_t>(k, 1));
+  internal::AlignedFloats packed_a = internal::AllocateFloats(internal::PackedASize(m, k, t.mr));
   if (k > 0) internal::PackAPanels(trans_a, a, lda, m, k, t.mr, packed_a.get());
   BMatrix bm;
   bm.kind = trans_b ? BMatrix::Kind::kTransposed : BMatrix::Kind::kRowMajor;
@@ -291,8 +310,7 @@ void PackedGemmB::Run(bool trans_a, int64_t m, float alpha, const float* a, int6
                       float* c, int64_t ldc, ThreadPool* pool) const {
   if (m <= 0) return;
   const internal::KernelTable& t = internal::GetTable(isa_);
-  const int64_t panels = (m + t.mr - 1) / t.mr;
-  internal::AlignedFloats packed_a = internal::AllocateFloats(panels * t.mr * std::max<int64_t>(k_, 1));
+  internal::AlignedFloats packed_a = internal::AllocateFloats(internal::PackedASize(m, k_, t.mr));
   if (k_ > 0) internal::PackAPanels(trans_a, a, lda, m, k_, t.mr, packed_a.get());
   BMatrix bm;
   bm.kind = BMatrix::Kind::kPanels;

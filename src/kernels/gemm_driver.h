@@ -27,8 +27,14 @@ using AlignedFloats = std::unique_ptr<float[], AlignedFree>;
 AlignedFloats AllocateFloats(int64_t count);
 
 // Packs op(A) (m x k; op(A)(i, p) = trans ? a[p*lda + i] : a[i*lda + p]) into ceil(m/mr) panels of
-// mr x k stored k-major (panel r at out + r*mr*k), zero-padding the last panel's rows.
+// mr rows stored k-major, zero-padding the last panel's rows, in the order GemmBlock reads them:
+// blocks of kMcPanels panels, inside a block k blocks of kKc, inside those the panels' kc x mr
+// slices. One pass of GemmBlock over a column strip then streams the packed A sequentially, which
+// the hardware prefetcher follows (weights of the late MobileNetV2 layers come from DRAM).
+// PackedASize floats; PackedAOffset is where panel r's slice for the k block starting at k0 is.
 void PackAPanels(bool trans, const float* a, int64_t lda, int64_t m, int64_t k, int mr, float* out);
+int64_t PackedASize(int64_t m, int64_t k, int mr);
+int64_t PackedAOffset(int64_t panel, int64_t k0, int64_t m, int64_t k, int mr);
 // Packs op(B) (k x n; op(B)(p, j) = trans ? b[j*ldb + p] : b[p*ldb + j]) into ceil(n/nr) panels of
 // k x nr (panel s at out + s*nr*k), zero-padding the last panel's columns.
 void PackBPanels(bool trans, const float* b, int64_t ldb, int64_t k, int64_t n, int nr, float* out);
@@ -43,8 +49,8 @@ struct BMatrix {
 // Floats of scratch GemmBlock needs (one packed KC x NR strip of B).
 int64_t GemmScratchFloats(const KernelTable& t);
 
-// C[i0:i1, j0:j1] = epilogue(op(A) * op(B)) with A pre-packed (PackAPanels over all m rows with
-// t.mr). i0 must be a multiple of t.mr and j0 of t.nr when B is kPanels. ep.bias (if any) is the bias
+// C[i0:i1, j0:j1] = epilogue(op(A) * op(B)) with A pre-packed (PackAPanels over all m rows of A
+// with t.mr). i0 must be a multiple of t.mr and j0 of t.nr when B is kPanels. ep.bias (if any) is the bias
 // of row 0 of C. Summation order per element depends only on k, never on the block bounds, so any
 // partition of C over threads gives identical bits.
 void GemmBlock(const KernelTable& t, int64_t k, const float* packed_a, int64_t i0, int64_t i1,

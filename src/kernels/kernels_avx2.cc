@@ -29,6 +29,9 @@ void MicroTile(int64_t k, const float* a, const float* b, int64_t ldb, float* c,
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
   }
   for (int64_t p = 0; p < k; ++p) {
+    // Packed A is one sequential stream (see PackAPanels): fetch ~2 KiB ahead, past this panel's
+    // slice into the next one, so weights streamed from DRAM arrive before they are needed.
+    _mm_prefetch(reinterpret_cast<const char*>(a + 512), _MM_HINT_T0);
     __m256 bv[NV];
 #pragma GCC unroll 3
     for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(b + v * 8);

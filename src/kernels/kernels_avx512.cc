@@ -3,6 +3,12 @@
 // AVX-512 code can leak into portable callers through the linker's choice of an inline copy.
 #include <immintrin.h>
 
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() as the masked-off source of unmasked
+// shuffles / extracts, which -Wmaybe-uninitialized reports inside the compiler's own headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include "kernels/kernels_internal.h"
 
 namespace onnxq::kernels::internal {
@@ -27,6 +33,9 @@ void MicroTile(int64_t k, const float* a, const float* b, int64_t ldb, float* c,
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   }
   for (int64_t p = 0; p < k; ++p) {
+    // Packed A is one sequential stream (see PackAPanels): fetch ~2 KiB ahead, past this panel's
+    // slice into the next one, so weights streamed from DRAM arrive before they are needed.
+    _mm_prefetch(reinterpret_cast<const char*>(a + 512), _MM_HINT_T0);
     __m512 bv[NV];
 #pragma GCC unroll 3
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + v * 16);
@@ -72,6 +81,69 @@ void Micro(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int
     MicroTile<2>(k, a, b, ldb, c, ldc, m, n, ep);
   } else {
     MicroTile<1>(k, a, b, ldb, c, ldc, m, n, ep);
+  }
+}
+
+// Tiles of N <= 4 columns: vectors run down the 8 rows of the A panel instead of along a B row,
+// so a k step costs one A load and N broadcasts (the 8 x 48 kernel on a 1-column edge would
+// spend 8 broadcasts and a B load on 8 useful products). Four k-interleaved accumulators per
+// column hide the FMA latency; they are summed in a fixed order.
+template <int N>
+void MicroNarrowTile(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                     int m, const Epilogue& ep) {
+  __m256 acc[4][N];
+#pragma GCC unroll 4
+  for (int u = 0; u < 4; ++u) {
+#pragma GCC unroll 4
+    for (int j = 0; j < N; ++j) acc[u][j] = _mm256_setzero_ps();
+  }
+  int64_t p = 0;
+  for (; p + 4 <= k; p += 4) {
+    _mm_prefetch(reinterpret_cast<const char*>(a + 512), _MM_HINT_T0);
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; ++u) {
+      const __m256 av = _mm256_loadu_ps(a + u * kMr);
+#pragma GCC unroll 4
+      for (int j = 0; j < N; ++j) {
+        acc[u][j] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(b + u * ldb + j), acc[u][j]);
+      }
+    }
+    a += 4 * kMr;
+    b += 4 * ldb;
+  }
+  for (; p < k; ++p) {
+    const __m256 av = _mm256_loadu_ps(a);
+#pragma GCC unroll 4
+    for (int j = 0; j < N; ++j) acc[0][j] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(b + j), acc[0][j]);
+    a += kMr;
+    b += ldb;
+  }
+  float col[N][kMr];
+#pragma GCC unroll 4
+  for (int j = 0; j < N; ++j) {
+    _mm256_storeu_ps(col[j], _mm256_add_ps(_mm256_add_ps(acc[0][j], acc[1][j]),
+                                           _mm256_add_ps(acc[2][j], acc[3][j])));
+  }
+  for (int i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    const float bias = ep.bias != nullptr ? ep.bias[i] : 0.f;
+    for (int j = 0; j < N; ++j) {
+      float v = ep.alpha * col[j][i];
+      if (ep.beta != 0.f) v += ep.beta * ci[j];
+      v += bias;
+      if (ep.clamp) v = v < ep.lo ? ep.lo : (v > ep.hi ? ep.hi : v);
+      ci[j] = v;
+    }
+  }
+}
+
+void MicroNarrow(int64_t k, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                 int m, int n, const Epilogue& ep) {
+  switch (n) {
+    case 1: return MicroNarrowTile<1>(k, a, b, ldb, c, ldc, m, ep);
+    case 2: return MicroNarrowTile<2>(k, a, b, ldb, c, ldc, m, ep);
+    case 3: return MicroNarrowTile<3>(k, a, b, ldb, c, ldc, m, ep);
+    default: return MicroNarrowTile<4>(k, a, b, ldb, c, ldc, m, ep);
   }
 }
 
@@ -346,6 +418,183 @@ void Depthwise(const DepthwiseArgs& d) {
   DepthwisePlane<0, 0, 0>(d);
 }
 
+// In-register transpose of a 16x16 float block: r[i] lane j becomes r[j] lane i.
+inline void Transpose16x16(__m512* r) {
+  __m512 t[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 16; h += 8) {
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+}
+
+// One output pixel of the channel-blocked 3x3 convolution: b points at its top-left input vector.
+inline __m512 Blocked3x3Pixel(const float* b, int64_t row, int64_t step, const __m512* wv,
+                              __m512 bias) {
+  __m512 acc0 = _mm512_fmadd_ps(wv[0], _mm512_load_ps(b), bias);
+  __m512 acc1 = _mm512_mul_ps(wv[1], _mm512_load_ps(b + step));
+  acc0 = _mm512_fmadd_ps(wv[2], _mm512_load_ps(b + 2 * step), acc0);
+  acc1 = _mm512_fmadd_ps(wv[3], _mm512_load_ps(b + row), acc1);
+  acc0 = _mm512_fmadd_ps(wv[4], _mm512_load_ps(b + row + step), acc0);
+  acc1 = _mm512_fmadd_ps(wv[5], _mm512_load_ps(b + row + 2 * step), acc1);
+  acc0 = _mm512_fmadd_ps(wv[6], _mm512_load_ps(b + 2 * row), acc0);
+  acc1 = _mm512_fmadd_ps(wv[7], _mm512_load_ps(b + 2 * row + step), acc1);
+  acc0 = _mm512_fmadd_ps(wv[8], _mm512_load_ps(b + 2 * row + 2 * step), acc0);
+  return _mm512_add_ps(acc0, acc1);
+}
+
+void DepthwiseBlocked(const DepthwiseBlockedArgs& args) {
+  const DepthwiseBlockedArgs d = args;  // a local copy: stores cannot alias it
+  const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+  const int64_t wp = d.padded_w, sd = d.stride;
+  const int64_t in_rows = (d.band_rows - 1) * sd + 3;
+  float* const in = d.scratch;
+  float* const out = d.scratch + in_rows * wp * 16;
+  __m512 wv[9];
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) wv[t] = _mm512_load_ps(d.w + 16 * t);
+  const __m512 bias = _mm512_loadu_ps(d.bias);
+  const __m512 lo = _mm512_set1_ps(d.lo), hi = _mm512_set1_ps(d.hi);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t oh0 = 0; oh0 < d.out_h; oh0 += d.band_rows) {
+    const int64_t oh1 = d.out_h - oh0 < d.band_rows ? d.out_h : oh0 + d.band_rows;
+    const int64_t r0 = oh0 * sd;                  // first padded row of the band
+    const int64_t rows = (oh1 - 1) * sd + 3 - r0;  // padded rows the band reads
+    // Zero the padding: whole rows outside the input, the left and right columns of the others.
+    for (int64_t lr = 0; lr < rows; ++lr) {
+      const int64_t ih = r0 + lr - d.pad_top;
+      float* row = in + lr * wp * 16;
+      if (ih < 0 || ih >= d.in_h) {
+        for (int64_t c = 0; c < wp; ++c) _mm512_store_ps(row + c * 16, zero);
+        continue;
+      }
+      for (int64_t c = 0; c < d.pad_left; ++c) _mm512_store_ps(row + c * 16, zero);
+      for (int64_t c = d.pad_left + d.in_w; c < wp; ++c) _mm512_store_ps(row + c * 16, zero);
+    }
+    // Transpose input rows [ih0, ih1) in blocks of 16 pixels; the last block of a range of at
+    // least 16 pixels is moved back to overlap the previous one, so every load is a full vector.
+    const int64_t ih0 = r0 - d.pad_top < 0 ? 0 : r0 - d.pad_top;
+    const int64_t ih1 = r0 + rows - d.pad_top > d.in_h ? d.in_h : r0 + rows - d.pad_top;
+    if (ih0 < ih1) {
+      const int64_t q0 = ih0 * d.in_w, q1 = ih1 * d.in_w;
+      int64_t hb = ih0, wb = 0;  // row and column of pixel qb (no division per block)
+      for (int64_t qb = q0; qb < q1; qb += 16) {
+        int64_t q = qb;
+        int64_t n = q1 - q < 16 ? q1 - q : 16;
+        int64_t h = hb, w = wb;
+        if (n < 16 && q1 - q0 >= 16) {
+          q = q1 - 16;
+          n = 16;
+          h = q / d.in_w;
+          w = q - h * d.in_w;
+        }
+        for (wb += 16; wb >= d.in_w; wb -= d.in_w) ++hb;
+        __m512 v[16];
+        if (n == 16) {
+#pragma GCC unroll 16
+          for (int c = 0; c < 16; ++c) v[c] = _mm512_loadu_ps(d.x + c * in_plane + q);
+        } else {
+          const __mmask16 m = TailMask(n);
+#pragma GCC unroll 16
+          for (int c = 0; c < 16; ++c) v[c] = _mm512_maskz_loadu_ps(m, d.x + c * in_plane + q);
+        }
+        Transpose16x16(v);
+        float* dst = in + ((h + d.pad_top - r0) * wp + w + d.pad_left) * 16;
+        for (int64_t p = 0; p < n; ++p) {
+          _mm512_store_ps(dst, v[p]);
+          dst += 16;
+          if (++w == d.in_w) {
+            w = 0;
+            dst += (wp - d.in_w) * 16;
+          }
+        }
+      }
+    }
+    // Convolve the band into the blocked output.
+    const int64_t row = wp * 16, step = sd * 16;
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      const float* base = in + (oh - oh0) * sd * row;
+      float* o = out + (oh - oh0) * d.out_w * 16;
+      int64_t ow = 0;
+      for (; ow + 2 <= d.out_w; ow += 2) {
+        const __m512 a = Blocked3x3Pixel(base + ow * step, row, 16, wv, bias);
+        const __m512 b = Blocked3x3Pixel(base + (ow + 1) * step, row, 16, wv, bias);
+        _mm512_store_ps(o + ow * 16, _mm512_min_ps(_mm512_max_ps(a, lo), hi));
+        _mm512_store_ps(o + ow * 16 + 16, _mm512_min_ps(_mm512_max_ps(b, lo), hi));
+      }
+      if (ow < d.out_w) {
+        const __m512 a = Blocked3x3Pixel(base + ow * step, row, 16, wv, bias);
+        _mm512_store_ps(o + ow * 16, _mm512_min_ps(_mm512_max_ps(a, lo), hi));
+      }
+    }
+    // Transpose back to the 16 output planes (same overlap trick; out has 16 vectors of slack for
+    // the short-band case, whose extra lanes are never stored).
+    const int64_t q0 = oh0 * d.out_w, q1 = oh1 * d.out_w;
+    for (int64_t qb = q0; qb < q1; qb += 16) {
+      int64_t q = qb;
+      int64_t n = q1 - q < 16 ? q1 - q : 16;
+      if (n < 16 && q1 - q0 >= 16) {
+        q = q1 - 16;
+        n = 16;
+      }
+      __m512 v[16];
+      const float* src = out + (q - q0) * 16;
+#pragma GCC unroll 16
+      for (int p = 0; p < 16; ++p) v[p] = _mm512_load_ps(src + p * 16);
+      Transpose16x16(v);
+      if (n == 16) {
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; ++c) _mm512_storeu_ps(d.y + c * out_plane + q, v[c]);
+      } else {
+        const __mmask16 m = TailMask(n);
+#pragma GCC unroll 16
+        for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(d.y + c * out_plane + q, m, v[c]);
+      }
+    }
+  }
+}
+
+// Stride 2: two loads and one permute per 16 outputs (the last source vector masked so nothing
+// past src[(n - 1) * 2] is touched).
+void StridedCopy(const float* src, int64_t stride, int64_t n, float* dst) {
+  if (stride != 2) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i * stride];
+    return;
+  }
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  int64_t i = 0;
+  for (; i + 16 <= n - 1; i += 16) {  // reads src[2i, 2i + 32) <= src[2(n - 1)]
+    const __m512 a = _mm512_loadu_ps(src + 2 * i), b = _mm512_loadu_ps(src + 2 * i + 16);
+    _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(a, even, b));
+  }
+  if (i < n) {
+    const int64_t last = 2 * (n - 1 - i) + 1;  // source floats from src + 2i still readable
+    const __m512 a = _mm512_maskz_loadu_ps(TailMask(last), src + 2 * i);
+    const __m512 b = _mm512_maskz_loadu_ps(TailMask(last > 16 ? last - 16 : 0), src + 2 * i + 16);
+    _mm512_mask_storeu_ps(dst + i, TailMask(n - i), _mm512_permutex2var_ps(a, even, b));
+  }
+}
+
 // Four rows at a time (independent accumulators), 16 k per FMA, masked tail.
 void Gemv(const float* w, int64_t ldw, int64_t rows, const float* x, int64_t k, float* out) {
   int64_t r = 0;
@@ -392,8 +641,12 @@ KernelTable TableAvx512() {
   t.nr = kNr;
   t.vec = 16;
   t.gemm_micro = Micro;
+  t.gemm_narrow = MicroNarrow;
+  t.narrow_n = 4;
   t.depthwise = Depthwise;
+  t.depthwise_blocked = DepthwiseBlocked;
   t.gemv = Gemv;
+  t.strided_copy = StridedCopy;
   return t;
 }
 

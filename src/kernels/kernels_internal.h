@@ -55,17 +55,51 @@ inline int64_t DepthwisePaddedStride(int64_t in_w, int64_t pad_left, int64_t pad
 }
 using DepthwiseFn = void (*)(const DepthwiseArgs& args);
 
+// A 3x3 depthwise convolution (dilation 1, equal strides 1 or 2) of 16 channels at once, for planes
+// where a row holds too few outputs to fill a vector (MobileNetV2's 28x28 to 7x7 layers) and for
+// strided ones: the 16 input planes are transposed band by band into a zero-padded channel-blocked
+// scratch ([row][col][16 channels], 64-byte aligned), each output pixel is then 9 full-vector
+// FMAs with per-channel weight vectors, and the blocked result is transposed back into the 16 NCHW
+// output planes. Each output is computed the same way whatever the band or thread partition
+// (bias + even taps and the odd taps as two fixed partial sums, then their sum, then the clamp).
+struct DepthwiseBlockedArgs {
+  const float* x;  // plane of the block's first channel; the others follow every in_h * in_w
+  int64_t in_h, in_w, pad_top, pad_left;
+  int64_t stride;  // 1 or 2
+  int64_t out_h, out_w;
+  const float* w;     // [9][16]: tap t's weights of the 16 channels, 64-byte aligned
+  const float* bias;  // [16]
+  float lo, hi;
+  float* y;  // output plane of the block's first channel; the others follow every out_h * out_w
+  // Scratch (64-byte aligned): in_rows * padded_w * 16 floats of padded input band, then
+  // band_rows * out_w * 16 + 256 floats of output band.
+  float* scratch;
+  int64_t padded_w;   // >= pad_left + in_w and >= (out_w - 1) * stride + 3
+  int64_t band_rows;  // output rows per band; in_rows = (band_rows - 1) * stride + 3
+};
+using DepthwiseBlockedFn = void (*)(const DepthwiseBlockedArgs& args);
+
 // out[r] = sum_{p<k} w[r*ldw + p] * x[p] for r < rows (matrix-vector product: 1x1 convolutions on
 // a 1x1 input, e.g. a classifier, where a GEMM tile would waste all but one column).
 using GemvFn = void (*)(const float* w, int64_t ldw, int64_t rows, const float* x, int64_t k,
                         float* out);
 
+// dst[i] = src[i * stride] for i < n (every source element is inside the buffer): im2col rows of
+// strided convolutions.
+using StridedCopyFn = void (*)(const float* src, int64_t stride, int64_t n, float* dst);
+
 struct KernelTable {
   int mr = 0, nr = 0;
   int vec = 1;  // the microkernel reads B rows in multiples of vec floats
   GemmMicroFn gemm_micro = nullptr;
+  // Optional kernel for tiles of at most narrow_n columns (spatial edges such as 7x7 = 48 + 1),
+  // reading exactly n floats of each B row (so row-major B needs no packing): null = none.
+  GemmMicroFn gemm_narrow = nullptr;
+  int narrow_n = 0;
   DepthwiseFn depthwise = nullptr;
+  DepthwiseBlockedFn depthwise_blocked = nullptr;  // null: this ISA has none (per-plane path only)
   GemvFn gemv = nullptr;
+  StridedCopyFn strided_copy = nullptr;
 };
 
 KernelTable TableReference();

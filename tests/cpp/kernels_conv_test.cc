@@ -108,6 +108,14 @@ std::vector<ConvCase> Cases() {
       {Shape(1, 4, 21, 30, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4), true, tight, "depthwise"},  // odd pad_left
       {Shape(2, 3, 19, 37, 3, 3, 3, 2, 2, 1, 1, 2, 2, 0, 2, 3), true, relu6, "depthwise"},
       {Shape(1, 3, 18, 50, 3, 3, 3, 1, 1, 1, 1, 2, 2, 2, 2, 3), true, none, "depthwise"},
+      // >= 16 channels: the channel-blocked 3x3 kernel (AVX-512), with the channels % 16 left to
+      // the per-plane kernel, planes smaller than 16 pixels, several row bands, pads of 2.
+      {Shape(2, 35, 14, 14, 35, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 35), true, relu6, "depthwise"},
+      {Shape(1, 48, 7, 7, 48, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 48), true, tight, "depthwise"},
+      {Shape(1, 16, 3, 5, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 16), true, tight, "depthwise"},
+      {Shape(1, 32, 70, 61, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 32), false, none, "depthwise"},
+      {Shape(1, 16, 57, 45, 16, 3, 3, 2, 2, 1, 1, 2, 1, 0, 2, 16), true, tight, "depthwise"},
+      {Shape(1, 16, 9, 9, 16, 3, 3, 1, 1, 1, 1, 2, 2, 2, 2, 16), true, relu, "depthwise"},
       // 1x1 as direct GEMM: MobileNetV2 channel counts, spatial edges, batch, groups.
       {Shape(1, 24, 7, 7, 144, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1), true, relu6, "gemm1x1"},
       {Shape(2, 37, 9, 11, 19, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1), true, tight, "gemm1x1"},

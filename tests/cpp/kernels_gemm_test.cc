@@ -76,7 +76,9 @@ std::vector<GemmCase> Cases() {
   std::vector<GemmCase> cases;
   const int64_t sizes[][3] = {{1, 1, 1},   {3, 5, 7},    {8, 48, 16},  {9, 49, 17},
                               {16, 16, 256}, {17, 33, 257}, {24, 100, 96}, {5, 800, 40},
-                              {70, 13, 520}, {33, 65, 3},   {1, 300, 64},  {130, 1, 31}};
+                              {70, 13, 520}, {33, 65, 3},   {1, 300, 64},  {130, 1, 31},
+                              // 1-4 column edges (the narrow kernel), with k > KC
+                              {20, 50, 600}, {19, 52, 300}, {8, 99, 259}, {12, 196, 40}};
   int variant = 0;
   for (const auto& s : sizes) {
     for (int t = 0; t < 4; ++t) {
@@ -151,7 +153,7 @@ TEST(KernelsGemm, PackedBMatchesReference) {
 }
 
 TEST(KernelsGemm, DeterministicForAThreadCount) {
-  const int64_t m = 100, n = 900, k = 600;
+  const int64_t m = 100, n = 913, k = 600;  // the last column block ends in a 1-column edge
   std::vector<float> a = RandomVector(m * k, 7), b = RandomVector(k * n, 8);
   for (Isa isa : SupportedIsas()) {
     std::vector<float> first;
