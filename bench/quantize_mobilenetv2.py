@@ -10,11 +10,14 @@ labels.tsv, end to end (JPEG decoding and preprocessing, calibration, bias corre
 SQNR, export), wall time and the child's peak RSS; the same with 400 calibration images shows
 that memory does not grow with the calibration set.
 
+CPU time (user + system of the child, from its rusage) is printed beside the wall time, with the
+load average before the run: on a shared machine the wall time measures the other processes too.
+
 Accuracy: for each configuration (calibrator x weight granularity x cross-layer equalization x
 bias correction) the model is quantized through the Python API on the first 100 images and
-evaluated on the other 400, both by onnxq's executor running the exported QDQ file (its Q/DQ
-nodes computed in float: exactly onnxq's fake-quant simulation) and by ONNX Runtime running the
-same file (fused integer kernels). Float reference: ONNX Runtime on the float model. Columns:
+evaluated on the other 400, both by onnxq's executor running the exported QDQ file with its Q/DQ
+nodes computed in float (`Session(..., integer=False)`: exactly onnxq's fake-quant simulation)
+and by ONNX Runtime running the same file (fused integer kernels). Float reference: ONNX Runtime on the float model. Columns:
 top-1, top-5, top-1 agreement with float, mean KL(float || quantized) of the softmax outputs, and
 the top-1 agreement between ONNX Runtime and onnxq's simulation.
 """
@@ -53,15 +56,15 @@ def metrics(logits, labels, ref_logits):
 
 
 def timed_child(cmd):
-    """Runs cmd; returns (wall seconds, peak RSS in MiB of that child)."""
+    """Runs cmd; returns (wall seconds, peak RSS in MiB, CPU seconds user + system) of that child."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"quantize_mobilenetv2.py: `{' '.join(cmd)}` failed:\n{err}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -75,6 +78,7 @@ def main():
                          "the per-channel and per-tensor defaults (14 rows; auto = mse); acceptance: the defaults, "
                          "per-tensor defaults and one row per calibrator")
     ap.add_argument("--timing-runs", type=int, default=3, help="best of N for the wall time")
+    ap.add_argument("--no-timing", action="store_true", help="skip the CLI timing runs")
     args = ap.parse_args()
 
     sys.path.insert(0, os.path.join(args.build, "python"))
@@ -91,17 +95,21 @@ def main():
 
     # ---- wall time and peak memory of the CLI
     timing = {}
-    for name, extra, count in [("default_100", [], 100), ("kl_100", ["--calibrator", "kl"], 100),
+    for name, extra, count in [] if args.no_timing else [("default_100", [], 100), ("kl_100", ["--calibrator", "kl"], 100),
                                ("mse_100", ["--calibrator", "mse"], 100),
                                ("default_400", [], 400)]:
         cmd = [cli, "quantize", model, "-o", os.path.join(tmp, "t.onnx"), "--calib", data,
                "--calib-count", str(count), "--preprocess", "imagenet-tf", "--threads",
                str(args.threads), "--report", os.path.join(tmp, "t.json")] + extra
+        load = os.getloadavg()[0]
         runs = [timed_child(cmd) for _ in range(args.timing_runs if count == 100 else 1)]
         with open(os.path.join(tmp, "t.json")) as f:
             stages = json.load(f)["timings_ms"]
         timing[name] = {"wall_s": round(min(r[0] for r in runs), 3),
                         "wall_s_all": [round(r[0], 3) for r in runs],
+                        "cpu_s_user_sys": round(min(r[2] for r in runs), 3),
+                        "cpu_s_all": [round(r[2], 3) for r in runs],
+                        "load_average_before": round(load, 2),
                         "peak_rss_mib": round(max(r[1] for r in runs), 1),
                         "stages_ms_last_run": {k: round(v, 1) for k, v in stages.items()}}
     out["timing"] = timing
@@ -119,7 +127,8 @@ def main():
         return np.concatenate([s.run(None, {name: x[i:i + 50]})[0] for i in range(0, len(x), 50)])
 
     def onnxq_logits(path):
-        s = onnxq.Session(onnxq.load(path), threads=args.threads)
+        # integer=False: Q/DQ computed in float (the fake-quant simulation), not the integer lowering.
+        s = onnxq.Session(onnxq.load(path), threads=args.threads, integer=False)
         return np.concatenate([next(iter(s.run({"input": x[i:i + 25]}).values()))
                                for i in range(0, len(x), 25)])
 

@@ -105,6 +105,7 @@ StatusOr<QdqPlan> BuildQdqPlan(const Model& model, const PlanOptions& options) {
                        model.OpsetVersion(""), ": convert it first");
 
   std::set<ValueId> points;  // activation tensors with Q/DQ
+  std::set<ValueId> noted_inputs;
   UnionFind uf;
   std::set<NodeId> qnodes;
 
@@ -112,6 +113,11 @@ StatusOr<QdqPlan> BuildQdqPlan(const Model& model, const PlanOptions& options) {
   // DQ -> Reshape -> Q patterns share params.
   std::function<void(ValueId)> mark = [&](ValueId v) {
     if (!IsFloat(g, v) || g.value(v).is_initializer()) return;
+    if (!options.quantize_graph_inputs && g.IsGraphInput(v)) {
+      if (noted_inputs.insert(v).second)
+        plan.notes.push_back("graph input '" + g.value(v).name() + "' left in float (its consumers run on it unquantized)");
+      return;
+    }
     bool fresh = points.insert(v).second;
     uf.Find(v);
     if (!fresh) return;
@@ -339,7 +345,8 @@ Status QuantizeBiases(const Model& model, QdqPlan& plan) {
     w.has_qbias = false;
     if (w.bias == kNoValue) continue;
     const ActivationGroup* in = plan.GroupOf(w.input);
-    if (in == nullptr || !in->has_params)
+    if (in == nullptr) continue;  // float input (e.g. a graph input): the bias stays float
+    if (!in->has_params)
       return Internal("bias of ", g.node(w.node).Describe(), ": input has no quantization params");
     std::vector<float> ws = w.qweight.scales();
     auto qb = QuantizeBias(*g.value(w.bias).initializer(), in->params.scale, ws);

@@ -58,15 +58,21 @@ def test_exported_model_is_valid_qdq(quantized):
     # Every Conv weight is int8 behind a per-channel DequantizeLinear; biases are int32 with
     # scale = input scale x weight scale.
     producers = {o: n for n in m.graph.node for o in n.output}
+    graph_inputs = {i.name for i in m.graph.input}
     for conv in (n for n in m.graph.node if n.op_type == "Conv"):
         wdq = producers[conv.input[1]]
         assert wdq.op_type == "DequantizeLinear"
         assert inits[wdq.input[0]].data_type == onnx.TensorProto.INT8
         assert {a.name: a.i for a in wdq.attribute}.get("axis", 1) == 0
+        if conv.input[0] in graph_inputs:
+            # Graph input left in float (PlanOptions::quantize_graph_inputs = false): no input
+            # scale, so the bias stays a float initializer.
+            assert inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT
+            continue
         bdq = producers[conv.input[2]]
         assert inits[bdq.input[0]].data_type == onnx.TensorProto.INT32
         xdq = producers[conv.input[0]]
-        assert xdq.op_type == "DequantizeLinear", "every Conv input is quantized"
+        assert xdq.op_type == "DequantizeLinear", "every Conv input but the graph input's is quantized"
         xs = onnx.numpy_helper.to_array(inits[xdq.input[1]])
         ws = onnx.numpy_helper.to_array(inits[wdq.input[1]])
         bs = onnx.numpy_helper.to_array(inits[bdq.input[1]])
@@ -84,7 +90,7 @@ def test_accuracy_and_runtime_agreement(quantized):
     x, labels = quantized["x"], quantized["labels"]
     ref = _ort_logits(quantized["model"], x)
     lq = _ort_logits(quantized["q"], x)
-    s = onnxq.Session(str(quantized["q"]), threads=2)
+    s = onnxq.Session(str(quantized["q"]), threads=2, integer=False)  # Q/DQ in float: the simulation
     sim = np.concatenate([next(iter(s.run({"input": x[i:i + 25]}).values())) for i in range(0, len(x), 25)])
     p, q = _log_softmax(ref), _log_softmax(lq)
     float_top1 = (ref.argmax(1) == labels).mean()
@@ -98,8 +104,9 @@ def test_accuracy_and_runtime_agreement(quantized):
     assert ort_top1 >= float_top1 - 0.005, summary
     assert sim_vs_ort >= 0.985, summary
     # The issue also asks for agreement >= 99.4 % and KL <= 0.0036; measured here: 99.0 % and
-    # 0.0038 (docs/quantization.md), so this checks the level reached, which is at least ONNX
-    # Runtime's own min-max recipe (98.8 %, 0.0045), not the target.
+    # 0.0038 (docs/quantization.md). A 0.1 % change of every scale moves these by up to 3 images
+    # and 0.0006 (docs/quantization.md, "How noisy"), so this checks the level reached, which is
+    # at least ONNX Runtime's own min-max recipe (98.8 %, 0.0045), not the target.
     assert agreement >= 0.985, summary
     assert kl <= 0.0045, summary
 
