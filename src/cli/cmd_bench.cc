@@ -30,6 +30,8 @@ int RunBench(const std::vector<std::string>& args) {
       .Default("3");
   p.Option("input", 'i', "NAME=FILE.npy", "a model input (repeat for each input)").Repeated();
   p.Option("isa", 0, "ISA", "force the kernels' instruction set").Choices({"reference", "avx2", "avx512"});
+  p.Flag("float-qdq", 0, "QDQ models: compute Q/DQ nodes in float (the fake-quant reference) "
+                         "instead of lowering the quantized patterns to integer kernels");
   p.Flag("json", 0, "print JSON");
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
     const int64_t iters = a.GetInt("iters", 20), warmup = a.GetInt("warmup", 3);
@@ -39,6 +41,7 @@ int RunBench(const std::vector<std::string>& args) {
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
     SessionOptions opts;
     opts.num_threads = static_cast<int>(a.GetInt("threads", 0));
+    opts.integer_qdq = !a.GetFlag("float-qdq");
     if (a.Has("isa")) {
       ONNXQ_ASSIGN_OR_RETURN(opts.isa, kernels::ParseIsa(a.Get("isa")));
     }
@@ -63,12 +66,14 @@ int RunBench(const std::vector<std::string>& args) {
       std::printf(
           "{\"model\": %s, \"threads\": %d, \"batch\": %lld, \"iters\": %lld, \"warmup\": %lld, "
           "\"isa\": \"%s\", \"latency_ms\": {\"median\": %.4f, \"min\": %.4f, \"max\": %.4f}, "
-          "\"peak_bytes\": %lld, \"steps\": %lld, \"fused_activations\": %lld}\n",
+          "\"peak_bytes\": %lld, \"steps\": %lld, \"fused_activations\": %lld, "
+          "\"lowered_qdq_groups\": %lld}\n",
           JsonString(a.Arg("MODEL")).c_str(), session->num_threads(),
           static_cast<long long>(batch), static_cast<long long>(iters),
           static_cast<long long>(warmup), isa, median, sorted.front(), sorted.back(),
           static_cast<long long>(peak), static_cast<long long>(session->last_stats().steps),
-          static_cast<long long>(session->last_stats().fused));
+          static_cast<long long>(session->last_stats().fused),
+          static_cast<long long>(session->lowered_qdq_groups()));
     } else {
       std::printf("%s: %d threads, batch %lld, isa %s, %lld runs\n", a.Arg("MODEL").c_str(),
                   session->num_threads(), static_cast<long long>(batch), isa,
@@ -76,6 +81,9 @@ int RunBench(const std::vector<std::string>& args) {
       std::printf("latency ms: median %.3f  min %.3f  max %.3f\n", median, sorted.front(),
                   sorted.back());
       std::printf("peak intermediate memory: %.2f MiB\n", static_cast<double>(peak) / (1 << 20));
+      if (session->lowered_qdq_groups() > 0)
+        std::printf("QDQ groups on integer kernels: %lld\n",
+                    static_cast<long long>(session->lowered_qdq_groups()));
     }
     return Status::Ok();
   });

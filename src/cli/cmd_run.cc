@@ -24,10 +24,13 @@ int RunRun(const std::vector<std::string>& args) {
   p.Option("output-dir", 'o', "DIR", "folder for the outputs (created if missing)").Required();
   p.Option("threads", 't', "N", "worker threads (0: all cores)", ArgKind::kInt).Default("0");
   p.Option("isa", 0, "ISA", "force the kernels' instruction set").Choices({"reference", "avx2", "avx512"});
+  p.Flag("float-qdq", 0, "QDQ models: compute Q/DQ nodes in float (the fake-quant reference) "
+                         "instead of lowering the quantized patterns to integer kernels");
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
     SessionOptions opts;
     opts.num_threads = static_cast<int>(a.GetInt("threads", 0));
+    opts.integer_qdq = !a.GetFlag("float-qdq");
     if (a.Has("isa")) {
       ONNXQ_ASSIGN_OR_RETURN(opts.isa, kernels::ParseIsa(a.Get("isa")));
     }

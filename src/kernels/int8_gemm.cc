@@ -102,6 +102,7 @@ Table TableReference() {
   t.tile = &TileReference;
   t.depthwise = &DepthwiseReference;
   t.add = &AddImpl;
+  t.requant_float = &RequantFloatImpl;
   return t;
 }
 Table TableForIsa(int isa) {

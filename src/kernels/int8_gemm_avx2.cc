@@ -66,6 +66,10 @@ void TileAvx2(const Tile& t) {
 
 void DepthwiseAvx2(const DepthwiseArgs& a) { DepthwiseImpl(a); }
 void AddAvx2(const AddArgs& a) { AddImpl(a); }
+void RequantFloatAvx2(const float* acc, int64_t n, int32_t bias, const float* scale, int32_t yzp,
+                      int32_t qmin, int32_t qmax, bool out_signed, void* y) {
+  RequantFloatImpl(acc, n, bias, scale, yzp, qmin, qmax, out_signed, y);
+}
 
 }  // namespace
 
@@ -77,6 +81,7 @@ Table TableAvx2() {
   t.tile = &TileAvx2;
   t.depthwise = &DepthwiseAvx2;
   t.add = &AddAvx2;
+  t.requant_float = &RequantFloatAvx2;
   return t;
 }
 

@@ -86,6 +86,10 @@ void TileAvx512(const Tile& t) {
 
 void DepthwiseAvx512(const DepthwiseArgs& a) { DepthwiseImpl(a); }
 void AddAvx512(const AddArgs& a) { AddImpl(a); }
+void RequantFloatAvx512(const float* acc, int64_t n, int32_t bias, const float* scale, int32_t yzp,
+                      int32_t qmin, int32_t qmax, bool out_signed, void* y) {
+  RequantFloatImpl(acc, n, bias, scale, yzp, qmin, qmax, out_signed, y);
+}
 
 }  // namespace
 
@@ -97,6 +101,7 @@ Table TableAvx512() {
   t.tile = &TileAvx512;
   t.depthwise = &DepthwiseAvx512;
   t.add = &AddAvx512;
+  t.requant_float = &RequantFloatAvx512;
   return t;
 }
 

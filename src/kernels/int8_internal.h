@@ -50,6 +50,8 @@ struct DepthwiseArgs {
   float* fplane = nullptr;
   float* facc = nullptr;
   int64_t row_len = 0;
+  // Vector path (AVX2 / AVX-512 tables): DepthwiseVecPlaneFloats floats.
+  float* vplane = nullptr;
 };
 using DepthwiseFn = void (*)(const DepthwiseArgs& a);
 
@@ -64,6 +66,25 @@ inline int64_t DepthwisePlaneRows(int64_t out_h, int64_t sh, int64_t kh, int64_t
   return sh * out_h + (kh - 1) * dh + 2;
 }
 
+// Scratch of the vector depthwise path: the padded plane (x - xzp, 0 in the padding) with every
+// row split into sw phase rows (phase p holds padded columns p, p + sw, ...), each of length
+// DepthwiseVecRowLen, so that 16 consecutive outputs of any tap are 16 consecutive floats for
+// any stride. Rows: the (out_h - 1) * sh + (kh - 1) * dh + 1 padded rows the outputs read.
+// The row length is a multiple of 16 and leaves room for a whole 16-column block past the last
+// input column (the fill converts whole blocks).
+inline int64_t DepthwiseVecRowLen(int64_t out_w, int64_t sw, int64_t kw, int64_t dw, int64_t in_w,
+                                  int64_t pad_left) {
+  const int64_t reads = (out_w + 15) / 16 * 16 + ((kw - 1) * dw) / sw + 1;
+  const int64_t fill = (in_w + pad_left + sw - 1) / sw + 16;
+  return ((reads > fill ? reads : fill) + 15) / 16 * 16;
+}
+inline int64_t DepthwiseVecPlaneFloats(int64_t out_h, int64_t out_w, int64_t sh, int64_t sw,
+                                       int64_t kh, int64_t kw, int64_t dh, int64_t dw,
+                                       int64_t in_w, int64_t pad_left) {
+  const int64_t rows = (out_h - 1) * sh + (kh - 1) * dh + 1;
+  return rows * sw * DepthwiseVecRowLen(out_w, sw, kw, dw, in_w, pad_left) + 16;
+}
+
 // QLinearAdd over n elements (see int8_ops.h for the formula); a / b may be one broadcast value.
 struct AddArgs {
   const void* a = nullptr;
@@ -76,12 +97,19 @@ struct AddArgs {
 };
 using AddFn = void (*)(const AddArgs& a);
 
+// y[j] = output stage of (int32(acc[j]) + bias) for j < n, where every acc[j] is an integer of
+// magnitude below 2^24 held in a float (exact sums of 8-bit products); int32 output if scale is
+// null. Used after the fp32 depthwise kernel computed such sums (int8_conv.cc).
+using RequantFloatFn = void (*)(const float* acc, int64_t n, int32_t bias, const float* scale,
+                                int32_t yzp, int32_t qmin, int32_t qmax, bool out_signed, void* y);
+
 struct Table {
   int mr = 0, nr = 0;
   bool w16 = false;  // W packed as int16 (the AVX2 vpmaddwd path)
   GemmTileFn tile = nullptr;
   DepthwiseFn depthwise = nullptr;
   AddFn add = nullptr;
+  RequantFloatFn requant_float = nullptr;
 };
 
 Table TableReference();

@@ -81,8 +81,9 @@ py::array TensorToArray(Tensor t) {
 }
 
 std::shared_ptr<Session> MakeSession(const py::object& model_or_path, const py::object& threads,
-                                     const py::object& isa) {
+                                     const py::object& isa, bool integer) {
   SessionOptions opts;
+  opts.integer_qdq = integer;
   if (!threads.is_none()) opts.num_threads = threads.cast<int>();
   if (!isa.is_none()) opts.isa = Unwrap(kernels::ParseIsa(isa.cast<std::string>()));
   StatusOr<std::unique_ptr<Session>> s = Internal("unset");
@@ -133,15 +134,19 @@ ONNXQ_PYTHON_BINDINGS(BindSession, 10) {
       "Runs a float ONNX model on the CPU (onnxq's executor).\n\n"
       "Session(model_or_path, threads=None, isa=None): model_or_path is an onnxq.Model or a path;\n"
       "threads=None uses every core; isa forces 'reference', 'avx2' or 'avx512' kernels.\n"
+      "integer=True runs a QDQ model's quantized patterns on integer kernels, as ONNX Runtime\n"
+      "does (False: Q/DQ nodes computed in float, the fake-quant reference).\n"
       "Every operator is checked when the session is created.")
       .def(py::init(&MakeSession), py::arg("model_or_path"), py::arg("threads") = py::none(),
-           py::arg("isa") = py::none())
+           py::arg("isa") = py::none(), py::arg("integer") = true)
       .def("run", &Run, py::arg("feeds"), py::arg("extra_outputs") = py::none(),
            "run({input name: ndarray}) -> {output name: ndarray}. extra_outputs names further "
            "values to return.")
       .def_property_readonly("input_names", &Session::input_names)
       .def_property_readonly("output_names", &Session::output_names)
       .def_property_readonly("num_threads", &Session::num_threads)
+      .def_property_readonly("lowered_qdq_groups", &Session::lowered_qdq_groups,
+                             "Quantized groups lowered to integer kernels (0 for float models).")
       .def_property_readonly("peak_bytes",
                              [](const Session& s) { return s.last_stats().peak_bytes; },
                              "Bytes of intermediate buffers the last run's memory plan used.")

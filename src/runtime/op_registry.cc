@@ -3,6 +3,7 @@
 
 #include "onnxq/runtime/session.h"
 #include "runtime/op_kernel.h"
+#include "runtime/qdq_lowering.h"
 
 namespace onnxq::runtime {
 
@@ -21,12 +22,25 @@ const std::vector<OpRegistration>& Registry() {
   return registry;
 }
 
+const std::vector<DomainOpRegistration>& ContribRegistry() {
+  static const std::vector<DomainOpRegistration> registry = [] {
+    std::vector<DomainOpRegistration> r;
+    RegisterContribIntegerOps(r);
+    return r;
+  }();
+  return registry;
+}
+
 StatusOr<const OpRegistration*> FindOp(const Node& node, int64_t opset) {
   if (node.domain.empty() || node.domain == "ai.onnx") {
     for (const auto& reg : Registry()) {
       if (reg.op_type == node.op_type && opset >= reg.min_opset && opset <= reg.max_opset)
         return &reg;
     }
+  } else {
+    // Contrib ops are versioned by their own domain; one version each.
+    for (const auto& dr : ContribRegistry())
+      if (dr.domain == node.domain && dr.reg.op_type == node.op_type) return &dr.reg;
   }
   std::string op = node.domain.empty() || node.domain == "ai.onnx"
                        ? node.op_type
@@ -122,6 +136,7 @@ Status CheckSupported(const Model& model) {
 std::vector<std::string> SupportedOps() {
   std::set<std::string> names;
   for (const auto& r : runtime::Registry()) names.insert(r.op_type);
+  for (const auto& r : runtime::ContribRegistry()) names.insert(r.domain + "." + r.reg.op_type);
   return {names.begin(), names.end()};
 }
 

@@ -1,5 +1,7 @@
 // Integer ONNX operators on the int8 kernels: QLinearConv, ConvInteger, QLinearMatMul,
-// MatMulInteger and DynamicQuantizeLinear. Requantization and rounding follow ONNX Runtime's CPU
+// MatMulInteger and DynamicQuantizeLinear, plus the com.microsoft QLinearAdd,
+// QLinearGlobalAveragePool, QLinearAveragePool and ai.onnxq Int8MaxPool that the QDQ lowering
+// (qdq_lowering.cc) emits. Requantization and rounding follow ONNX Runtime's CPU
 // kernels bit for bit (see docs/int8.md). Weights that are constant at planning time are packed
 // once; otherwise they are packed on every run.
 #include <algorithm>
@@ -10,7 +12,9 @@
 
 #include "onnxq/kernels/int8_conv.h"
 #include "onnxq/kernels/int8_gemm.h"
+#include "onnxq/kernels/int8_ops.h"
 #include "runtime/op_kernel.h"
+#include "runtime/qdq_lowering.h"
 
 namespace onnxq::runtime {
 namespace {
@@ -161,8 +165,11 @@ class IntConvKernel : public OpKernel {
  public:
   // QLinearConv: x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, [B]
   // ConvInteger: x, w, [x_zp], [w_zp]
-  IntConvKernel(const Node& node, ConvAttrs attrs, bool qlinear, kernels::Isa isa)
-      : node_(node), attrs_(std::move(attrs)), qlinear_(qlinear), isa_(isa) {}
+  // clamp: [qmin, qmax] of a Relu / Clip the QDQ lowering folded in (attribute onnxq_clamp).
+  IntConvKernel(const Node& node, ConvAttrs attrs, bool qlinear, kernels::Isa isa,
+                std::vector<int64_t> clamp = {})
+      : node_(node), attrs_(std::move(attrs)), qlinear_(qlinear), isa_(isa),
+        clamp_(std::move(clamp)) {}
 
   size_t W() const { return qlinear_ ? 3 : 1; }
   size_t XZ() const { return 2; }
@@ -245,6 +252,10 @@ class IntConvKernel : public OpKernel {
       out.zero_point = ZpAt(ctx.in[7].dtype, ctx.in[7].data, 0);
       out.out_signed = ctx.out[0].dtype == DataType::kInt8;
       OutputRange(ctx.out[0].dtype, &out.qmin, &out.qmax);
+      if (clamp_.size() == 2) {
+        out.qmin = std::max<int32_t>(out.qmin, static_cast<int32_t>(clamp_[0]));
+        out.qmax = std::min<int32_t>(out.qmax, static_cast<int32_t>(clamp_[1]));
+      }
       if (ctx.in.size() > 8 && ctx.in[8].present()) out.bias = ctx.in[8].ptr<int32_t>();
     }
     conv->Run(x.data, xz, out, ctx.out[0].data, shape.batch, shape.in_h, shape.in_w, ctx.pool);
@@ -256,6 +267,7 @@ class IntConvKernel : public OpKernel {
   ConvAttrs attrs_;
   bool qlinear_;
   kernels::Isa isa_;
+  std::vector<int64_t> clamp_;
   std::unique_ptr<kernels::Int8Conv2D> conv_;
   kernels::Conv2DShape packed_shape_;
 };
@@ -475,13 +487,333 @@ class DynamicQuantizeKernel : public OpKernel {
   const Node& node_;
 };
 
+// ---------------------------------------------------------------- com.microsoft / ai.onnxq ops
+
+float ScalarF(const TensorRef& t) { return *t.ptr<float>(); }
+int32_t ScalarZp(const RunContext& ctx, size_t i) {
+  return i < ctx.in.size() && ctx.in[i].present() ? ZpAt(ctx.in[i].dtype, ctx.in[i].data, 0) : 0;
+}
+// Checks a per-tensor float scale at `si` and an optional zero point at `zi` of type `t`.
+Status CheckQParams(const InferContext& ctx, size_t si, size_t zi, DataType t, const Node& node,
+                    const char* what) {
+  if (!ctx.has(si)) return InvalidArgument(node.Describe(), ": ", what, " scale is missing");
+  if (ctx.in[si]->dtype != DataType::kFloat)
+    return Unsupported(node.Describe(), ": ", what, " scale must be float32");
+  ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, si, node, what));
+  if (ctx.has(zi)) {
+    if (ctx.in[zi]->dtype != t)
+      return InvalidArgument(node.Describe(), ": ", what, " zero point type differs from the data");
+    ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, zi, node, what));
+  }
+  return Status::Ok();
+}
+
+// com.microsoft QLinearAdd: A, A_scale, A_zp, B, B_scale, B_zp, C_scale, C_zp. Equal shapes or
+// one operand with a single element (the broadcasts the int8 kernel implements).
+class QLinearAddKernel : public OpKernel {
+ public:
+  explicit QLinearAddKernel(const Node& node) : node_(node) {}
+
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(3)) return InvalidArgument(node_.Describe(), ": needs A and B");
+    const DataType t = ctx.in[0]->dtype;
+    if (!Is8Bit(t) || ctx.in[3]->dtype != t)
+      return Unsupported(node_.Describe(), ": A and B must both be uint8 or both int8");
+    ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 1, 2, t, node_, "A"));
+    ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 4, 5, t, node_, "B"));
+    ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 6, 7, t, node_, "C"));
+    const auto& a = ctx.in[0]->dims;
+    const auto& b = ctx.in[3]->dims;
+    std::vector<int64_t> out;
+    if (a == b || NumElements(b) == 1) {
+      ONNXQ_ASSIGN_OR_RETURN(out, BroadcastShapes(a, b, node_));
+    } else if (NumElements(a) == 1) {
+      ONNXQ_ASSIGN_OR_RETURN(out, BroadcastShapes(a, b, node_));
+    } else {
+      return Unsupported(node_.Describe(), ": broadcasting ", Dims(a), " with ", Dims(b),
+                         " (only equal shapes or a single-element operand)");
+    }
+    if (NumElements(out) != std::max(NumElements(a), NumElements(b)))
+      return Unsupported(node_.Describe(), ": broadcasting ", Dims(a), " with ", Dims(b));
+    ctx.out[0] = {t, out, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    kernels::Int8AddParams p;
+    p.a_scale = ScalarF(ctx.in[1]);
+    p.b_scale = ScalarF(ctx.in[4]);
+    p.c_scale = ScalarF(ctx.in[6]);
+    p.a_zp = ScalarZp(ctx, 2);
+    p.b_zp = ScalarZp(ctx, 5);
+    p.c_zp = ScalarZp(ctx, 7);
+    p.is_signed = ctx.in[0].dtype == DataType::kInt8;
+    const int64_t n = ctx.out[0].numel;
+    const bool as = ctx.in[0].numel == 1 && n > 1, bs = ctx.in[3].numel == 1 && n > 1;
+    const auto* a = static_cast<const uint8_t*>(ctx.in[0].data);
+    const auto* b = static_cast<const uint8_t*>(ctx.in[3].data);
+    auto* c = static_cast<uint8_t*>(ctx.out[0].data);
+    const kernels::Isa isa = ctx.isa;
+    // Element-wise: any split gives the same bytes.
+    ParallelFor(ctx.pool, n, 32768, [&](int64_t lo, int64_t hi) {
+      kernels::Int8Add(p, as ? a : a + lo, as, bs ? b : b + lo, bs, c + lo, hi - lo, isa);
+    });
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+};
+
+// com.microsoft QLinearGlobalAveragePool: X, x_scale, x_zp, y_scale, y_zp (NCHW: channels_last 0).
+class QLinearGlobalAveragePoolKernel : public OpKernel {
+ public:
+  explicit QLinearGlobalAveragePoolKernel(const Node& node) : node_(node) {}
+
+  Status Infer(InferContext& ctx) override {
+    ONNXQ_ASSIGN_OR_RETURN(int64_t cl, node_.attrs.GetInt("channels_last", 0));
+    if (cl != 0) return Unsupported(node_.Describe(), ": channels_last = 1");
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": needs X");
+    const DataType t = ctx.in[0]->dtype;
+    if (!Is8Bit(t)) return Unsupported(node_.Describe(), ": X must be uint8 or int8");
+    ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 1, 2, t, node_, "x"));
+    ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 3, 4, t, node_, "y"));
+    const auto& x = ctx.in[0]->dims;
+    if (x.size() < 3) return InvalidArgument(node_.Describe(), ": X must have rank >= 3");
+    std::vector<int64_t> out = {x[0], x[1]};
+    out.resize(x.size(), 1);
+    ctx.out[0] = {t, out, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const auto& x = ctx.in[0];
+    const int64_t planes = x.dims[0] * x.dims[1];
+    const int64_t size = planes > 0 ? x.numel / planes : 0;
+    kernels::Int8GlobalAveragePool(x.data, planes, size, ScalarF(ctx.in[1]), ScalarZp(ctx, 2),
+                                   ScalarF(ctx.in[3]), ScalarZp(ctx, 4),
+                                   x.dtype == DataType::kInt8, ctx.out[0].data, ctx.pool);
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+};
+
+// Attributes of a 2-D pool (MaxPool / AveragePool / QLinearAveragePool) and its output size, as
+// ONNX defines it (floor or ceil mode; a ceil-mode window starting in the right padding dropped).
+struct PoolAttrs {
+  AutoPad auto_pad = AutoPad::kNotSet;
+  std::vector<int64_t> kernel, strides, dilations, pads;
+  int64_t ceil_mode = 0, count_include_pad = 0;
+};
+
+StatusOr<PoolAttrs> ParsePoolAttrs(const Node& node) {
+  PoolAttrs p;
+  ONNXQ_ASSIGN_OR_RETURN(ConvAttrs c, ParseConvAttrs(node));
+  p.auto_pad = c.auto_pad;
+  p.kernel = c.kernel_shape;
+  p.strides = c.strides;
+  p.dilations = c.dilations;
+  p.pads = c.pads;
+  ONNXQ_ASSIGN_OR_RETURN(p.ceil_mode, node.attrs.GetInt("ceil_mode", 0));
+  ONNXQ_ASSIGN_OR_RETURN(p.count_include_pad, node.attrs.GetInt("count_include_pad", 0));
+  ONNXQ_ASSIGN_OR_RETURN(int64_t order, node.attrs.GetInt("storage_order", 0));
+  ONNXQ_ASSIGN_OR_RETURN(int64_t cl, node.attrs.GetInt("channels_last", 0));
+  if (order != 0 || cl != 0) return Unsupported(node.Describe(), ": only NCHW row-major pooling");
+  if (p.kernel.size() != 2)
+    return Unsupported(node.Describe(), ": only 2-D pooling (kernel_shape of 2 values)");
+  if ((!p.strides.empty() && p.strides.size() != 2) ||
+      (!p.dilations.empty() && p.dilations.size() != 2) || (!p.pads.empty() && p.pads.size() != 4))
+    return InvalidArgument(node.Describe(), ": strides / dilations / pads have the wrong length");
+  return p;
+}
+
+StatusOr<kernels::Int8Pool2DShape> PoolShape(const PoolAttrs& a, const std::vector<int64_t>& x,
+                                             const Node& node) {
+  if (x.size() != 4) return Unsupported(node.Describe(), ": only 4-D (NCHW) input, got ", Dims(x));
+  kernels::Int8Pool2DShape s;
+  s.in_h = x[2];
+  s.in_w = x[3];
+  s.kernel_h = a.kernel[0];
+  s.kernel_w = a.kernel[1];
+  s.stride_h = a.strides.empty() ? 1 : a.strides[0];
+  s.stride_w = a.strides.empty() ? 1 : a.strides[1];
+  s.dilation_h = a.dilations.empty() ? 1 : a.dilations[0];
+  s.dilation_w = a.dilations.empty() ? 1 : a.dilations[1];
+  if (s.kernel_h <= 0 || s.kernel_w <= 0 || s.stride_h <= 0 || s.stride_w <= 0 ||
+      s.dilation_h <= 0 || s.dilation_w <= 0)
+    return InvalidArgument(node.Describe(), ": kernel, strides and dilations must be positive");
+  auto dim = [&](int64_t in, int64_t k, int64_t st, int64_t d, int64_t* pb, int64_t* pe,
+                 int64_t* out) -> Status {
+    const int64_t ek = (k - 1) * d + 1;
+    switch (a.auto_pad) {
+      case AutoPad::kNotSet: {
+        const int64_t span = in + *pb + *pe - ek;
+        if (span < 0) return InvalidArgument(node.Describe(), ": window larger than the input");
+        *out = (a.ceil_mode ? (span + st - 1) / st : span / st) + 1;
+        if (a.ceil_mode && (*out - 1) * st >= in + *pb) --*out;
+        break;
+      }
+      case AutoPad::kValid:
+        *pb = *pe = 0;
+        if (in < ek) return InvalidArgument(node.Describe(), ": window larger than the input");
+        *out = (in - ek) / st + 1;
+        break;
+      default: {
+        *out = (in + st - 1) / st;
+        const int64_t total = std::max<int64_t>(0, (*out - 1) * st + ek - in);
+        const int64_t small = total / 2;
+        *pb = a.auto_pad == AutoPad::kSameUpper ? small : total - small;
+        *pe = total - *pb;
+      }
+    }
+    return Status::Ok();
+  };
+  if (!a.pads.empty()) {
+    s.pad_top = a.pads[0];
+    s.pad_left = a.pads[1];
+    s.pad_bottom = a.pads[2];
+    s.pad_right = a.pads[3];
+  }
+  ONNXQ_RETURN_IF_ERROR(dim(s.in_h, s.kernel_h, s.stride_h, s.dilation_h, &s.pad_top, &s.pad_bottom, &s.out_h));
+  ONNXQ_RETURN_IF_ERROR(dim(s.in_w, s.kernel_w, s.stride_w, s.dilation_w, &s.pad_left, &s.pad_right, &s.out_w));
+  if (s.pad_top < 0 || s.pad_left < 0 || s.pad_bottom < 0 || s.pad_right < 0)
+    return InvalidArgument(node.Describe(), ": negative pads");
+  if (s.out_h <= 0 || s.out_w <= 0) return InvalidArgument(node.Describe(), ": empty output");
+  return s;
+}
+
+// com.microsoft QLinearAveragePool (X, x_scale, x_zp, y_scale, y_zp) and ai.onnxq Int8MaxPool (X).
+class Int8PoolKernel : public OpKernel {
+ public:
+  Int8PoolKernel(const Node& node, PoolAttrs attrs, bool average)
+      : node_(node), attrs_(std::move(attrs)), average_(average) {}
+
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": needs X");
+    const DataType t = ctx.in[0]->dtype;
+    if (!Is8Bit(t)) return Unsupported(node_.Describe(), ": X must be uint8 or int8");
+    if (average_) {
+      ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 1, 2, t, node_, "x"));
+      ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 3, 4, t, node_, "y"));
+      if (!attrs_.dilations.empty() && (attrs_.dilations[0] != 1 || attrs_.dilations[1] != 1))
+        return Unsupported(node_.Describe(), ": dilated average pooling");
+    }
+    const auto& x = ctx.in[0]->dims;
+    ONNXQ_ASSIGN_OR_RETURN(auto s, PoolShape(attrs_, x, node_));
+    ctx.out[0] = {t, {x[0], x[1], s.out_h, s.out_w}, nullptr};
+    if (ctx.out.size() > 1) return Unsupported(node_.Describe(), ": the Indices output");
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const auto& x = ctx.in[0];
+    ONNXQ_ASSIGN_OR_RETURN(auto s, PoolShape(attrs_, x.dims, node_));
+    const bool sg = x.dtype == DataType::kInt8;
+    const int64_t planes = x.dims[0] * x.dims[1];
+    if (average_) {
+      kernels::Int8AveragePool2D(x.data, planes, s, attrs_.count_include_pad != 0,
+                                 ScalarF(ctx.in[1]), ScalarZp(ctx, 2), ScalarF(ctx.in[3]),
+                                 ScalarZp(ctx, 4), sg, ctx.out[0].data, ctx.pool);
+    } else {
+      kernels::Int8MaxPool2D(x.data, planes, s, sg, ctx.out[0].data, ctx.pool);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  PoolAttrs attrs_;
+  bool average_;
+};
+
+// com.microsoft QGemm with an 8-bit output: A, a_scale, a_zp, B, b_scale, b_zp, [C int32], y_scale,
+// y_zp; transA 0, alpha 1, B constant. Y = requant(A B' + C) with multipliers
+// (a_scale * b_scale[n]) / y_scale, as QLinearMatMul; C is added to the int32 accumulator.
+class QGemmKernel : public OpKernel {
+ public:
+  QGemmKernel(const Node& node, bool trans_b, kernels::Isa isa)
+      : node_(node), trans_b_(trans_b), isa_(isa) {}
+
+  Status Infer(InferContext& ctx) override {
+    for (size_t i : {0, 1, 3, 4})
+      if (!ctx.has(i)) return InvalidArgument(node_.Describe(), ": input ", i, " is missing");
+    if (!ctx.has(7)) return Unsupported(node_.Describe(), ": float output (no y_scale)");
+    const DataType at = ctx.in[0]->dtype, bt = ctx.in[3]->dtype;
+    if (!Is8Bit(at) || !Is8Bit(bt))
+      return Unsupported(node_.Describe(), ": A and B must be uint8 or int8");
+    const auto& a = ctx.in[0]->dims;
+    const auto& b = ctx.in[3]->dims;
+    if (a.size() != 2 || b.size() != 2)
+      return InvalidArgument(node_.Describe(), ": A and B must be matrices");
+    const int64_t m = a[0], k = a[1];
+    const int64_t n = trans_b_ ? b[0] : b[1];
+    if ((trans_b_ ? b[1] : b[0]) != k)
+      return InvalidArgument(node_.Describe(), ": inner dimensions differ: ", Dims(a), " x ", Dims(b));
+    ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 1, 2, at, node_, "A"));
+    ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, 4, n, node_, "B scale"));
+    ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, 5, n, node_, "B zero point"));
+    const DataType yt = ctx.has(8) ? ctx.in[8]->dtype : DataType::kUint8;
+    if (!Is8Bit(yt)) return Unsupported(node_.Describe(), ": output type ", DataTypeName(yt));
+    ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 7, 8, yt, node_, "y"));
+    if (ctx.has(6) && (ctx.in[6]->dtype != DataType::kInt32 || NumElements(ctx.in[6]->dims) != n))
+      return Unsupported(node_.Describe(), ": C must be int32 with one value per column (", n, ")");
+    const Tensor* bv = ctx.value(3);
+    if (bv == nullptr || (ctx.has(5) && ctx.value(5) == nullptr))
+      return Unsupported(node_.Describe(), ": B and its zero point must be constants");
+    std::vector<int32_t> bz = ctx.has(5) ? ReadZps(*ctx.value(5)) : std::vector<int32_t>{};
+    // W = B' as [n x k] rows.
+    std::vector<uint8_t> w(static_cast<size_t>(n * k));
+    const uint8_t* src = reinterpret_cast<const uint8_t*>(bv->raw());
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < k; ++c) w[r * k + c] = trans_b_ ? src[r * k + c] : src[c * n + r];
+    ONNXQ_ASSIGN_OR_RETURN(gemm_, kernels::Int8Gemm::Create(n, k, w.data(), k, bt == DataType::kInt8,
+                                                           bz.empty() ? nullptr : bz.data(),
+                                                           static_cast<int64_t>(bz.size()), isa_));
+    ctx.out[0] = {yt, {m, n}, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const TensorRef& a = ctx.in[0];
+    const int64_t m = a.dims[0], k = a.dims[1], n = gemm_->m();
+    kernels::Int8OutputStage out;
+    std::vector<float> scales = kernels::Int8OutputScales(
+        ScalarF(ctx.in[1]), ctx.in[4].ptr<float>(), ctx.in[4].numel, ScalarF(ctx.in[7]), n);
+    out.scale = scales.data();
+    out.zero_point = ScalarZp(ctx, 8);
+    out.out_signed = ctx.out[0].dtype == DataType::kInt8;
+    OutputRange(ctx.out[0].dtype, &out.qmin, &out.qmax);
+    if (ctx.in.size() > 6 && ctx.in[6].present()) out.bias = ctx.in[6].ptr<int32_t>();
+    // Y' = W A' (n x m), then transposed.
+    std::vector<uint8_t> yt(static_cast<size_t>(n * m));
+    gemm_->Run(a.data, a.dtype == DataType::kInt8, 1, k, ScalarZp(ctx, 2), m, out, yt.data(), m,
+               ctx.pool);
+    uint8_t* y = static_cast<uint8_t*>(ctx.out[0].data);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] = yt[j * m + i];
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  bool trans_b_;
+  kernels::Isa isa_;
+  std::unique_ptr<kernels::Int8Gemm> gemm_;
+};
+
 }  // namespace
 
 void RegisterIntegerOps(std::vector<OpRegistration>& r) {
   r.push_back({"QLinearConv", 10, 23,
                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                  ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
-                 return MakeKernel<IntConvKernel>(*info.node, std::move(attrs), true, info.isa);
+                 ONNXQ_ASSIGN_OR_RETURN(auto clamp, info.node->attrs.GetInts("onnxq_clamp", {}));
+                 if (!clamp.empty() && (clamp.size() != 2 || clamp[0] > clamp[1]))
+                   return InvalidArgument(info.node->Describe(), ": onnxq_clamp must be [qmin, qmax]");
+                 return MakeKernel<IntConvKernel>(*info.node, std::move(attrs), true, info.isa,
+                                                  std::move(clamp));
                },
                "2-D; uint8/int8 input and output, uint8/int8 weights with per-tensor or "
                "per-channel scale and zero point, int32 bias; ONNX Runtime's requantization"});
@@ -507,6 +839,47 @@ void RegisterIntegerOps(std::vector<OpRegistration>& r) {
                  return MakeKernel<DynamicQuantizeKernel>(*info.node);
                },
                "float32 in, uint8 out; ONNX Runtime's scale / zero point rounding"});
+}
+
+void RegisterContribIntegerOps(std::vector<DomainOpRegistration>& r) {
+  r.push_back({"com.microsoft",
+               {"QLinearAdd", 1, 1,
+                [](const OpInfo& info) { return MakeKernel<QLinearAddKernel>(*info.node); },
+                "uint8/int8, per-tensor; equal shapes or a single-element operand; ONNX Runtime's "
+                "x86 rounding"}});
+  r.push_back({"com.microsoft",
+               {"QLinearGlobalAveragePool", 1, 1,
+                [](const OpInfo& info) {
+                  return MakeKernel<QLinearGlobalAveragePoolKernel>(*info.node);
+                },
+                "uint8/int8, NCHW (channels_last 0)"}});
+  r.push_back({"com.microsoft",
+               {"QLinearAveragePool", 1, 1,
+                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                  ONNXQ_ASSIGN_OR_RETURN(auto a, ParsePoolAttrs(*info.node));
+                  return MakeKernel<Int8PoolKernel>(*info.node, std::move(a), true);
+                },
+                "uint8/int8, 2-D NCHW, no dilation"}});
+  r.push_back({"com.microsoft",
+               {"QGemm", 1, 1,
+                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                  const Attributes& at = info.node->attrs;
+                  ONNXQ_ASSIGN_OR_RETURN(int64_t ta, at.GetInt("transA", 0));
+                  ONNXQ_ASSIGN_OR_RETURN(int64_t tb, at.GetInt("transB", 0));
+                  ONNXQ_ASSIGN_OR_RETURN(float alpha, at.GetFloat("alpha", 1.f));
+                  if (ta != 0 || alpha != 1.f)
+                    return Unsupported(info.node->Describe(), ": transA / alpha other than 0 / 1");
+                  return MakeKernel<QGemmKernel>(*info.node, tb != 0, info.isa);
+                },
+                "8-bit output only; transA 0, alpha 1; constant B (per-tensor or per-column "
+                "scale / zero point); int32 C per column"}});
+  r.push_back({"ai.onnxq",
+               {"Int8MaxPool", 1, 1,
+                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                  ONNXQ_ASSIGN_OR_RETURN(auto a, ParsePoolAttrs(*info.node));
+                  return MakeKernel<Int8PoolKernel>(*info.node, std::move(a), false);
+                },
+                "MaxPool on uint8/int8 data (MaxPool attributes), 2-D NCHW, no Indices output"}});
 }
 
 }  // namespace onnxq::runtime

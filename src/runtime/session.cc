@@ -15,6 +15,7 @@
 
 #include "runtime/memory_plan.h"
 #include "runtime/op_kernel.h"
+#include "runtime/qdq_lowering.h"
 
 namespace onnxq {
 
@@ -97,6 +98,7 @@ struct Session::Impl {
   std::unordered_map<std::string, std::unique_ptr<Plan>> plans;
   std::deque<std::string> plan_order;
   RunStats stats;
+  int64_t lowered = 0;
   std::mutex mu;
 
   StatusOr<Plan*> GetPlan(const std::map<std::string, Tensor>& feeds, const RunOptions& options,
@@ -116,6 +118,15 @@ StatusOr<std::unique_ptr<Session>> Session::Create(const Model& model,
   im.model = model;
   im.options = options;
   im.opset = im.model.OpsetVersion("");
+  if (options.integer_qdq && runtime::HasQdqNodes(im.model.graph)) {
+    ONNXQ_RETURN_IF_ERROR(im.model.graph.Verify());
+    auto lowered = runtime::LowerQdqToInteger(im.model);
+    if (!lowered.ok()) {
+      Status st = lowered.status();
+      return st.Prepend("integer lowering of the QDQ model");
+    }
+    im.lowered = lowered->groups();
+  }
   if (options.isa) {
     auto supported = kernels::SupportedIsas();
     if (std::find(supported.begin(), supported.end(), *options.isa) == supported.end())
@@ -545,6 +556,7 @@ StatusOr<std::map<std::string, Tensor>> Session::Run(const std::map<std::string,
 
 const Model& Session::model() const { return impl_->model; }
 const RunStats& Session::last_stats() const { return impl_->stats; }
+int64_t Session::lowered_qdq_groups() const { return impl_->lowered; }
 int Session::num_threads() const { return impl_->pool->num_threads(); }
 
 std::vector<std::string> Session::input_names() const {

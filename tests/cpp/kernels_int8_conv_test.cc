@@ -106,6 +106,77 @@ TEST(Int8Conv, AllAlgorithmsAndVariantsMatchReference) {
     }
 }
 
+// The SIMD depthwise paths (register-blocked int8 kernel; fp32 kernel + requantization for small
+// planes) on MobileNet-like and awkward
+// shapes: widths below, at and above the 16-lane block, strides 1-3 (unequal too), asymmetric
+// padding as ONNX Runtime's SAME (0, 0, 1, 1), dilation, a narrowed clamp (fused ReLU6), batch > 1
+// and more jobs than a multiple of four; every variant bit-exact with the direct-loop reference.
+TEST(Int8Conv, DepthwiseShapesMatchReference) {
+  std::vector<ConvCase> cases;
+  auto add = [&](Conv2DShape s, bool xs, bool ws, bool pc, int out) {
+    cases.push_back({s, "depthwise", xs, ws, pc, out});
+  };
+  add(Shape(1, 7, 56, 56, 7, 3, 1, 1, 7), false, true, false, 1);
+  add(Shape(1, 5, 56, 56, 5, 3, 2, 1, 5), false, true, false, 1);
+  add(Shape(2, 3, 16, 16, 3, 3, 1, 1, 3), true, true, true, 2);
+  add(Shape(1, 4, 33, 17, 4, 3, 1, 1, 4), false, false, true, 0);
+  add(Shape(1, 6, 7, 7, 6, 3, 1, 1, 6), false, true, false, 1);
+  add(Shape(1, 3, 1, 1, 3, 3, 1, 1, 3), false, true, false, 1);
+  add(Shape(1, 4, 20, 23, 4, 3, 3, 1, 4), true, true, false, 2);
+  add(Shape(1, 4, 19, 40, 4, 5, 2, 3, 4, 2), false, true, true, 1);
+  // Planes above UseFpDepthwise's limits (int8_conv.cc): the register-blocked int8 kernel on
+  // both SIMD ISAs; the smaller ones above take the fp32-kernel path.
+  add(Shape(1, 3, 60, 70, 3, 3, 1, 1, 3), false, true, false, 1);
+  add(Shape(1, 3, 60, 70, 3, 3, 2, 1, 3), true, true, true, 2);
+  {
+    Conv2DShape s = Shape(1, 9, 28, 28, 9, 3, 2, 0, 9);  // ORT's SAME_UPPER for stride 2
+    s.pad_bottom = s.pad_right = 1;
+    add(s, false, true, false, 1);
+    Conv2DShape u = Shape(1, 4, 15, 30, 4, 3, 1, 1, 4);
+    u.stride_w = 2;
+    add(u, false, true, true, 1);
+  }
+  ThreadPool pool(2);
+  uint32_t seed = 101;
+  for (Isa isa : SupportedIsas())
+    for (const auto& c : cases) {
+      RunConvCase(c, isa, seed, seed % 2 ? &pool : nullptr);
+      ++seed;
+    }
+}
+
+// A fused ReLU6 narrows [qmin, qmax]: both SIMD depthwise paths (a 21x21 plane takes the
+// fp32-kernel path, 64x64 the int8 kernel) clamp exactly like the reference.
+TEST(Int8Conv, DepthwiseNarrowClampMatchesReference) {
+  for (int64_t hw : {21, 64}) {
+    const Conv2DShape s = Shape(1, 8, hw, hw, 8, 3, 1, 1, 8);
+    std::mt19937 rng(5);
+    std::vector<uint8_t> x(static_cast<size_t>(8 * hw * hw)), w(72);
+    for (auto& b : x) b = static_cast<uint8_t>(rng() & 0xFF);
+    for (auto& b : w) b = static_cast<uint8_t>(rng() & 0xFF);
+    std::vector<int32_t> bias(8, 321);
+    std::vector<float> scale(8, 0.004f);
+    Int8OutputStage out;
+    out.bias = bias.data();
+    out.scale = scale.data();
+    out.zero_point = 10;
+    out.qmin = 10;
+    out.qmax = 200;
+    std::vector<uint8_t> want(x.size());
+    Int8Conv2DReference(s, x.data(), false, 77, w.data(), true, nullptr, 0, out, want.data());
+    int clamped = 0;
+    for (uint8_t v : want) clamped += v == 10 || v == 200;
+    EXPECT_GT(clamped, 100);  // the clamp is exercised
+    for (Isa isa : SupportedIsas()) {
+      auto conv = Int8Conv2D::Create(s, w.data(), true, nullptr, 0, false, isa);
+      ASSERT_TRUE(conv.ok());
+      std::vector<uint8_t> got(want.size());
+      (*conv)->Run(x.data(), 77, out, got.data(), 1, hw, hw, nullptr);
+      EXPECT_EQ(got, want) << IsaName(isa) << " " << hw;
+    }
+  }
+}
+
 // One output value worked out by hand: x (uint8, zp 100), 1x1 weights (int8), bias, requantized.
 TEST(Int8Conv, HandComputedQLinearConvValue) {
   Conv2DShape s = Shape(1, 2, 1, 1, 1, 1, 1, 0, 1);

@@ -21,6 +21,11 @@ namespace onnxq {
 struct SessionOptions {
   int num_threads = 0;                 // <= 0: all cores
   std::optional<kernels::Isa> isa;     // nullopt: kernels::ActiveIsa()
+  // QDQ models (with DequantizeLinear nodes): lower the quantized patterns (DQ -> Conv / MatMul /
+  // Add / pools -> Q) to integer kernels with ONNX Runtime's requantization, so the session
+  // computes what ONNX Runtime computes for the file (docs/int8.md). false: run every Q/DQ node
+  // in float as ONNX defines it (the fake-quant reference). No effect on models without QDQ.
+  bool integer_qdq = true;
 };
 
 // Called after a node has produced `value` (and before anything consumes it). The hook may read
@@ -60,7 +65,10 @@ class Session {
   StatusOr<std::map<std::string, Tensor>> Run(const std::map<std::string, Tensor>& feeds,
                                               const RunOptions& options = {});
 
+  // The model the session runs: the input model, or its integer lowering (integer_qdq).
   const Model& model() const;
+  // Quantized groups the QDQ lowering replaced by integer nodes (0: none / not a QDQ model).
+  int64_t lowered_qdq_groups() const;
   const RunStats& last_stats() const;
   int num_threads() const;
   std::vector<std::string> input_names() const;

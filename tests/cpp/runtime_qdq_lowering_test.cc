@@ -1,0 +1,252 @@
+// QDQ lowering (src/runtime/qdq_lowering.cc) on a hand-built QDQ graph: which groups become
+// integer nodes, which stay float islands, and that the integer execution stays within one
+// quantization step of the float Q/DQ reference (integer_qdq = false) on every ISA. Bit-exactness
+// with ONNX Runtime is checked by tests/python/test_int8_qdq_vs_ort.py, where ONNX Runtime exists.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "onnxq/kernels/cpu.h"
+#include "onnxq/runtime/session.h"
+
+namespace onnxq {
+namespace {
+
+class QdqGraph {
+ public:
+  QdqGraph() {
+    m.SetOpsetVersion("", 13);
+    m.graph.name = "qdq";
+  }
+  Graph& g() { return m.graph; }
+
+  ValueId Value(const std::string& name, DataType t, std::vector<int64_t> dims = {}) {
+    ValueId v = *g().AddValue(name);
+    g().value(v).dtype = t;
+    if (!dims.empty()) g().value(v).shape = Shape::FromDims(dims);
+    return v;
+  }
+  template <typename T>
+  ValueId Const(const std::string& name, DataType t, std::vector<int64_t> dims, std::vector<T> v) {
+    Tensor x = *Tensor::Create(t, dims);
+    std::memcpy(x.mutable_raw(), v.data(), v.size() * sizeof(T));
+    return g().AddInitializer(name, std::move(x));
+  }
+  ValueId F(const std::string& name, float v) { return Const<float>(name, DataType::kFloat, {}, {v}); }
+  ValueId U8(const std::string& name, uint8_t v) { return Const<uint8_t>(name, DataType::kUint8, {}, {v}); }
+
+  NodeId Node(const std::string& op, std::vector<ValueId> in, std::vector<ValueId> out) {
+    auto n = g().AddNode(op, in, out, op + std::to_string(count_++));
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return *n;
+  }
+  // x (float) -> Q -> DQ; returns {q value, dq value}.
+  std::pair<ValueId, ValueId> Qdq(ValueId x, const std::string& name, float scale, uint8_t zp,
+                                  std::vector<int64_t> dims) {
+    ValueId s = F(name + "_s", scale), z = U8(name + "_z", zp);
+    ValueId q = Value(name + "_q", DataType::kUint8, dims);
+    ValueId d = Value(name + "_dq", DataType::kFloat, dims);
+    Node("QuantizeLinear", {x, s, z}, {q});
+    Node("DequantizeLinear", {q, s, z}, {d});
+    return {q, d};
+  }
+  // DQ(int8 per-channel weights) and DQ(int32 bias) for a conv reading x_scale.
+  std::pair<ValueId, ValueId> Weights(const std::string& name, std::vector<int64_t> wdims,
+                                      float x_scale, uint32_t seed) {
+    const int64_t co = wdims[0];
+    int64_t n = 1;
+    for (int64_t d : wdims) n *= d;
+    std::mt19937 rng(seed);
+    std::vector<int8_t> w(static_cast<size_t>(n));
+    for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+    std::vector<float> ws(static_cast<size_t>(co)), bs(static_cast<size_t>(co));
+    std::vector<int8_t> wz(static_cast<size_t>(co), 0);
+    std::vector<int32_t> b(static_cast<size_t>(co)), bz(static_cast<size_t>(co), 0);
+    for (int64_t c = 0; c < co; ++c) {
+      ws[c] = 0.002f + 0.0005f * static_cast<float>(c % 5);
+      bs[c] = x_scale * ws[c];
+      b[c] = static_cast<int32_t>(rng() % 4001) - 2000;
+    }
+    ValueId wv = Value(name + "_w", DataType::kFloat, wdims), bv = Value(name + "_b", DataType::kFloat, {co});
+    NodeId wn = Node("DequantizeLinear", {Const<int8_t>(name + "_wq", DataType::kInt8, wdims, w),
+                                         Const<float>(name + "_ws", DataType::kFloat, {co}, ws),
+                                         Const<int8_t>(name + "_wz", DataType::kInt8, {co}, wz)},
+                     {wv});
+    g().node(wn).attrs.Set(Attribute::Int("axis", 0));
+    NodeId bn = Node("DequantizeLinear", {Const<int32_t>(name + "_bq", DataType::kInt32, {co}, b),
+                                         Const<float>(name + "_bs", DataType::kFloat, {co}, bs),
+                                         Const<int32_t>(name + "_bz", DataType::kInt32, {co}, bz)},
+                     {bv});
+    g().node(bn).attrs.Set(Attribute::Int("axis", 0));
+    return {wv, bv};
+  }
+  NodeId Conv(ValueId x, std::pair<ValueId, ValueId> wb, ValueId y, int64_t k, int64_t group) {
+    NodeId n = Node("Conv", {x, wb.first, wb.second}, {y});
+    g().node(n).attrs.Set(Attribute::Ints("kernel_shape", {k, k}));
+    g().node(n).attrs.Set(Attribute::Ints("pads", {k / 2, k / 2, k / 2, k / 2}));
+    g().node(n).attrs.Set(Attribute::Int("group", group));
+    return n;
+  }
+
+  Model m;
+
+ private:
+  int count_ = 0;
+};
+
+int CountOps(const Graph& g, const std::string& op, const std::string& domain = "") {
+  int c = 0;
+  for (NodeId n : g.order()) c += g.node(n).op_type == op && g.node(n).domain == domain;
+  return c;
+}
+
+// input [1,4,10,10] -> Q/DQ -> Conv 3x3 (4->8) -> Clip(0,6) -> Q/DQ -> depthwise 3x3 -> Relu ->
+// Q/DQ --+--> Add <-- Q/DQ <- Conv 1x1 (branch from the first Q/DQ) ; Add -> Q/DQ -> MaxPool 2x2
+// -> Q/DQ (same params) -> GlobalAveragePool -> Q/DQ -> Reshape [1,8] -> Q/DQ (same params) ->
+// output "out" (float). A broadcasting Add (float island) reads the Conv 1x1 branch: "side".
+Model BuildModel() {
+  QdqGraph b;
+  Graph& g = b.g();
+  ValueId in = b.Value("input", DataType::kFloat, {1, 4, 10, 10});
+  g.AddInput(in);
+  auto [q0, d0] = b.Qdq(in, "x0", 0.02f, 128, {1, 4, 10, 10});
+  ValueId c1 = b.Value("c1", DataType::kFloat, {1, 8, 10, 10});
+  b.Conv(d0, b.Weights("conv1", {8, 4, 3, 3}, 0.02f, 1), c1, 3, 1);
+  ValueId r1 = b.Value("r1", DataType::kFloat, {1, 8, 10, 10});
+  b.Node("Clip", {c1, b.F("lo", 0.f), b.F("hi", 6.f)}, {r1});
+  auto [q1, d1] = b.Qdq(r1, "a1", 6.f / 255.f, 0, {1, 8, 10, 10});
+  ValueId c2 = b.Value("c2", DataType::kFloat, {1, 8, 10, 10});
+  b.Conv(d1, b.Weights("dw", {8, 1, 3, 3}, 6.f / 255.f, 2), c2, 3, 8);
+  ValueId r2 = b.Value("r2", DataType::kFloat, {1, 8, 10, 10});
+  b.Node("Relu", {c2}, {r2});
+  auto [q2, d2] = b.Qdq(r2, "a2", 0.01f, 0, {1, 8, 10, 10});
+  ValueId c3 = b.Value("c3", DataType::kFloat, {1, 8, 10, 10});
+  b.Conv(d0, b.Weights("pw", {8, 4, 1, 1}, 0.02f, 3), c3, 1, 1);
+  auto [q3, d3] = b.Qdq(c3, "a3", 0.03f, 120, {1, 8, 10, 10});
+  ValueId s = b.Value("s", DataType::kFloat, {1, 8, 10, 10});
+  b.Node("Add", {d2, d3}, {s});
+  auto [q4, d4] = b.Qdq(s, "sum", 0.04f, 100, {1, 8, 10, 10});
+  ValueId mp = b.Value("mp", DataType::kFloat, {1, 8, 5, 5});
+  NodeId mpn = b.Node("MaxPool", {d4}, {mp});
+  g.node(mpn).attrs.Set(Attribute::Ints("kernel_shape", {2, 2}));
+  g.node(mpn).attrs.Set(Attribute::Ints("strides", {2, 2}));
+  ValueId q5 = b.Value("mp_q", DataType::kUint8, {1, 8, 5, 5}), d5 = b.Value("mp_dq", DataType::kFloat, {1, 8, 5, 5});
+  ValueId s4 = g.FindValue("sum_s"), z4 = g.FindValue("sum_z");
+  b.Node("QuantizeLinear", {mp, s4, z4}, {q5});
+  b.Node("DequantizeLinear", {q5, s4, z4}, {d5});
+  ValueId gp = b.Value("gap", DataType::kFloat, {1, 8, 1, 1});
+  b.Node("GlobalAveragePool", {d5}, {gp});
+  auto [q6, d6] = b.Qdq(gp, "gap", 0.02f, 3, {1, 8, 1, 1});
+  ValueId fl = b.Value("flat", DataType::kFloat, {1, 8});
+  b.Node("Reshape", {d6, b.Const<int64_t>("shape", DataType::kInt64, {2}, {1, 8})}, {fl});
+  ValueId q7 = b.Value("flat_q", DataType::kUint8, {1, 8}), out = b.Value("out", DataType::kFloat, {1, 8});
+  b.Node("QuantizeLinear", {fl, g.FindValue("gap_s"), g.FindValue("gap_z")}, {q7});
+  b.Node("DequantizeLinear", {q7, g.FindValue("gap_s"), g.FindValue("gap_z")}, {out});
+  g.AddOutput(out);
+  // Float island: a broadcasting Add (the int8 Add takes equal shapes or one element only).
+  ValueId side = b.Value("side", DataType::kFloat, {1, 8, 10, 10});
+  b.Node("Add", {d3, b.Const<float>("bias", DataType::kFloat, {1, 8, 1, 1},
+                                    {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f})},
+         {side});
+  g.AddOutput(side);
+  (void)q0;
+  (void)q1;
+  (void)q2;
+  (void)q3;
+  (void)q4;
+  (void)q6;
+  EXPECT_TRUE(g.Verify().ok());
+  return b.m;
+}
+
+std::map<std::string, Tensor> Feeds(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, 1.f);
+  Tensor x = Tensor::Float({1, 4, 10, 10});
+  for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data<float>()[i] = d(rng);
+  return {{"input", x}};
+}
+
+TEST(QdqLowering, LowersEveryPatternAndKeepsFloatIslands) {
+  const Model m = BuildModel();
+  auto s = Session::Create(m, {});
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  // 3 Conv, Add, MaxPool, GlobalAveragePool, Reshape.
+  EXPECT_EQ((*s)->lowered_qdq_groups(), 7);
+  const Graph& g = (*s)->model().graph;
+  EXPECT_EQ(CountOps(g, "QLinearConv"), 3);
+  EXPECT_EQ(CountOps(g, "QLinearAdd", "com.microsoft"), 1);
+  EXPECT_EQ(CountOps(g, "Int8MaxPool", "ai.onnxq"), 1);
+  EXPECT_EQ(CountOps(g, "QLinearGlobalAveragePool", "com.microsoft"), 1);
+  EXPECT_EQ(CountOps(g, "Conv"), 0);
+  EXPECT_EQ(CountOps(g, "Clip") + CountOps(g, "Relu"), 0);
+  // Left in float: the input's QuantizeLinear, the final DequantizeLinear, the broadcasting Add
+  // and the DequantizeLinear feeding it.
+  EXPECT_EQ(CountOps(g, "QuantizeLinear"), 1);
+  EXPECT_EQ(CountOps(g, "DequantizeLinear"), 2);
+  EXPECT_EQ(CountOps(g, "Add"), 1);
+
+  SessionOptions off;
+  off.integer_qdq = false;
+  auto ref = Session::Create(m, off);
+  ASSERT_TRUE(ref.ok());
+  EXPECT_EQ((*ref)->lowered_qdq_groups(), 0);
+  EXPECT_EQ(CountOps((*ref)->model().graph, "Conv"), 3);
+}
+
+// Integer execution vs the float Q/DQ reference: the same quantized values up to rounding
+// (requantization in one multiply against float accumulation and division), at most one step
+// per value plus what a one-step input difference propagates, on every ISA.
+TEST(QdqLowering, IntegerExecutionStaysWithinRoundingOfFloatReference) {
+  const Model m = BuildModel();
+  SessionOptions off;
+  off.integer_qdq = false;
+  auto ref = Session::Create(m, off);
+  ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+  const std::vector<std::string> watched = {"a1_q", "a2_q", "a3_q", "sum_q", "mp_q", "gap_q", "flat_q"};
+  RunOptions ro;
+  ro.extra_outputs = watched;
+  for (kernels::Isa isa : kernels::SupportedIsas()) {
+    SessionOptions so;
+    so.isa = isa;
+    so.num_threads = 2;
+    auto s = Session::Create(m, so);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    int64_t total = 0, differ = 0;
+    for (uint32_t seed = 1; seed <= 4; ++seed) {
+      auto feeds = Feeds(seed);
+      auto got = (*s)->Run(feeds, ro);
+      auto want = (*ref)->Run(feeds, ro);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      ASSERT_TRUE(want.ok()) << want.status().ToString();
+      for (const auto& name : watched) {
+        const Tensor& a = got->at(name);
+        const Tensor& b = want->at(name);
+        ASSERT_EQ(a.dtype(), DataType::kUint8) << name;
+        ASSERT_EQ(a.dims(), b.dims()) << name;
+        for (int64_t i = 0; i < a.numel(); ++i) {
+          const int d = std::abs(int{a.data<uint8_t>()[i]} - int{b.data<uint8_t>()[i]});
+          // First layer: one step at most; later layers may inherit a one-step input difference.
+          EXPECT_LE(d, name == "a1_q" ? 1 : 3) << name << " " << i << " " << kernels::IsaName(isa);
+          differ += d != 0;
+          ++total;
+        }
+      }
+      const Tensor& o = got->at("out");
+      const Tensor& r = want->at("out");
+      for (int64_t i = 0; i < o.numel(); ++i)
+        EXPECT_NEAR(o.data<float>()[i], r.data<float>()[i], 3 * 0.02f + 1e-6f);
+    }
+    // Mostly identical: the integer path computes the same quantized model.
+    EXPECT_LT(differ * 20, total) << kernels::IsaName(isa);
+  }
+}
+
+}  // namespace
+}  // namespace onnxq
