@@ -224,6 +224,36 @@ int64_t ZeroDeadInputChannels(Model& model) {
   return zeroed;
 }
 
+WeightOptions WeightOptionsOf(const QuantizeConfig& config) {
+  WeightOptions wo;
+  wo.bits = config.weight_bits;
+  wo.per_channel = config.per_channel;
+  wo.method = config.weight_scale == "mse" ? WeightScaleMethod::kMse : WeightScaleMethod::kMinMax;
+  return wo;
+}
+HessianOptions HessianOptionsOf(const QuantizeConfig& config) {
+  HessianOptions ho;
+  ho.samples = config.rounding_samples;
+  ho.batch_size = config.batch_size;
+  ho.threads = config.threads;
+  ho.quantized_inputs = config.gptq_quantized_inputs;
+  return ho;
+}
+GptqOptions GptqOptionsOf(const QuantizeConfig& config) {
+  GptqOptions go;
+  go.damp = config.gptq_damp;
+  go.act_order = config.gptq_act_order;
+  return go;
+}
+SensitivityOptions SensitivityOptionsOf(const QuantizeConfig& config) {
+  SensitivityOptions so;
+  so.bits = config.candidate_bits;
+  so.samples = config.sensitivity_samples;
+  so.metric = config.sensitivity_metric;
+  so.threads = config.threads;
+  return so;
+}
+
 }  // namespace
 
 std::unique_ptr<CalibrationSource> DatasetSource(const calib::Dataset& dataset, ThreadPool* pool) {
@@ -260,7 +290,44 @@ Status QuantizeConfig::Validate() const {
     return InvalidArgument("percentile ", percentile, " is not in (0, 100]");
   if (batch_size < 1) return InvalidArgument("batch size must be at least 1");
   if (bias_correction_samples < 1) return InvalidArgument("bias-correction samples must be at least 1");
+  for (const auto& [k, b] : layer_weight_bits)
+    if (b < 2 || b > 8) return InvalidArgument("layer '", k, "': weight bits must be in 2..8, got ", b);
+  auto r = ParseRounding(rounding);
+  if (!r.ok()) return r.status();
+  if (rounding_samples < 1) return InvalidArgument("rounding samples must be at least 1");
+  if (!(gptq_damp >= 0)) return InvalidArgument("GPTQ dampening must be >= 0");
+  int budgets = (weight_bits_avg != 0) + (weight_memory != 0) + (bops != 0);
+  if (budgets > 1)
+    return InvalidArgument("give one budget at most (weight bits average, weight memory or BOPs)");
+  if (weight_bits_avg < 0 || weight_memory < 0 || bops < 0 || !std::isfinite(weight_bits_avg) ||
+      !std::isfinite(weight_memory) || !std::isfinite(bops))
+    return InvalidArgument("budgets must be positive and finite");
+  if (weight_bits_avg != 0 && (weight_bits_avg < 2 || weight_bits_avg > 8))
+    return InvalidArgument("average weight bits must be in [2, 8], got ", weight_bits_avg);
+  if (candidate_bits.empty()) return InvalidArgument("no candidate weight bit widths");
+  for (int b : candidate_bits)
+    if (b < 2 || b > 8) return InvalidArgument("candidate weight bits must be in 2..8, got ", b);
+  if (sensitivity_samples < 1) return InvalidArgument("sensitivity samples must be at least 1");
+  if (sensitivity_metric != "auto" && sensitivity_metric != "kl" && sensitivity_metric != "mse")
+    return InvalidArgument("sensitivity metric must be kl, mse or auto, got '", sensitivity_metric, "'");
   return Status::Ok();
+}
+
+StatusOr<Budget> QuantizeConfig::budget() const {
+  Budget b;
+  if (weight_bits_avg > 0) {
+    b.kind = BudgetKind::kAverageBits;
+    b.value = weight_bits_avg;
+  } else if (weight_memory > 0) {
+    b.kind = weight_memory <= 1 ? BudgetKind::kMemoryFraction : BudgetKind::kMemoryBytes;
+    b.value = weight_memory;
+  } else if (bops > 0) {
+    b.kind = BudgetKind::kBops;
+    b.value = bops;
+  } else {
+    return InvalidArgument("no budget set");
+  }
+  return b;
 }
 
 std::string QuantizeConfig::ToJson(bool with_execution) const {
@@ -270,6 +337,24 @@ std::string QuantizeConfig::ToJson(bool with_execution) const {
   j.Field("weight_granularity", per_channel ? "per-channel" : "per-tensor");
   j.Field("weight_bits", weight_bits).Field("act_bits", act_bits);
   j.Field("weight_scale", weight_scale);
+  j.Key("layer_weight_bits").BeginObject();
+  for (const auto& [k, b] : layer_weight_bits) j.Field(k, b);
+  j.EndObject();
+  j.Field("rounding", rounding);
+  if (rounding == "gptq") {
+    j.Field("rounding_samples", rounding_samples).Field("gptq_damp", gptq_damp);
+    j.Field("gptq_act_order", gptq_act_order).Field("gptq_quantized_inputs", gptq_quantized_inputs);
+  }
+  if (has_budget()) {
+    if (weight_bits_avg > 0) j.Field("weight_bits_avg", weight_bits_avg);
+    if (weight_memory > 0) j.Field("weight_memory", weight_memory);
+    if (bops > 0) j.Field("bops", bops);
+    j.Key("candidate_bits").BeginArray();
+    for (int b : candidate_bits) j.Int(b);
+    j.EndArray();
+    j.Field("sensitivity_samples", sensitivity_samples).Field("sensitivity_metric", sensitivity_metric);
+    j.Field("sensitivity_given", sensitivity != nullptr);
+  }
   j.Field("activation_type", "uint8 asymmetric");
   j.Field("weight_type", "int8 symmetric narrow-range");
   j.Key("exclude").BeginArray();
@@ -308,6 +393,23 @@ StatusOr<PreparedModel> PrepareModel(const Model& model, const QuantizeConfig& c
   po.exclude = config.exclude;
   ONNXQ_ASSIGN_OR_RETURN(p.plan, BuildQdqPlan(p.optimized, po));
   return p;
+}
+
+StatusOr<SensitivityResult> Sensitivity(const Model& model, CalibrationSource& calibration,
+                                        const QuantizeConfig& config) {
+  ONNXQ_ASSIGN_OR_RETURN(PreparedModel prep, PrepareModel(model, config));
+  if (calibration.size() == 0) return InvalidArgument("sensitivity needs calibration data");
+  const RoundingMethod rounding = *ParseRounding(config.rounding);
+  if (rounding == RoundingMethod::kGptq && config.gptq_quantized_inputs)
+    return Unsupported("sensitivity with GPTQ uses float layer inputs (gptq_quantized_inputs needs a full quantize run)");
+  std::vector<LayerHessian> hessians;
+  if (rounding == RoundingMethod::kGptq) {
+    ONNXQ_ASSIGN_OR_RETURN(hessians, CollectHessians(prep.optimized, prep.plan, calibration,
+                                                     HessianOptionsOf(config)));
+  }
+  return MeasureSensitivity(prep.optimized, prep.plan, calibration, WeightOptionsOf(config), rounding,
+                            rounding == RoundingMethod::kGptq ? &hessians : nullptr,
+                            GptqOptionsOf(config), SensitivityOptionsOf(config));
 }
 
 std::string StatsFingerprint(const PreparedModel& prepared, const QuantizeConfig& config) {
@@ -687,19 +789,65 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   ONNXQ_RETURN_IF_ERROR(ChooseActivationParams(prep.optimized, plan, stats, config, &pool));
   timings.emplace_back("choose_ranges", MsSince(t0));
 
+  WeightOptions wo = WeightOptionsOf(config);
+  const RoundingMethod rounding = *ParseRounding(config.rounding);
+  const Graph& pg = prep.optimized.graph;
+  if ((rounding == RoundingMethod::kGptq || (config.has_budget() && !config.sensitivity)) &&
+      calibration.size() == 0)
+    return InvalidArgument("GPTQ rounding and bit allocation need calibration data");
+  std::vector<LayerHessian> hessians;
+  if (rounding == RoundingMethod::kGptq) {
+    t0 = Clock::now();
+    ONNXQ_ASSIGN_OR_RETURN(hessians, CollectHessians(prep.optimized, plan, calibration,
+                                                     HessianOptionsOf(config)));
+    timings.emplace_back("hessians", MsSince(t0));
+  }
+  // Per-layer bits: the base width, user overrides, then the allocation (if a budget is set).
+  std::vector<int> bits(plan.weighted.size(), config.weight_bits);
+  {
+    std::set<std::string> used;
+    for (size_t i = 0; i < plan.weighted.size(); ++i) {
+      auto it = config.layer_weight_bits.find(LayerKey(pg, plan.weighted[i]));
+      if (it != config.layer_weight_bits.end()) {
+        bits[i] = it->second;
+        used.insert(it->first);
+      }
+    }
+    for (const auto& [k, b] : config.layer_weight_bits)
+      if (!used.count(k)) return NotFound("layer_weight_bits: no quantized layer is named '", k, "'");
+  }
+  std::shared_ptr<const SensitivityResult> sens = config.sensitivity;
+  std::string budget_text;
+  if (config.has_budget()) {
+    if (!sens) {
+      t0 = Clock::now();
+      ONNXQ_ASSIGN_OR_RETURN(SensitivityResult sr,
+                             MeasureSensitivity(prep.optimized, plan, calibration, wo, rounding,
+                                                rounding == RoundingMethod::kGptq ? &hessians : nullptr,
+                                                GptqOptionsOf(config), SensitivityOptionsOf(config)));
+      sens = std::make_shared<SensitivityResult>(std::move(sr));
+      timings.emplace_back("sensitivity", MsSince(t0));
+    }
+    t0 = Clock::now();
+    ONNXQ_ASSIGN_OR_RETURN(Budget budget, config.budget());
+    budget_text = budget.ToString();
+    ONNXQ_ASSIGN_OR_RETURN(bits, AllocateBits(prep.optimized, plan, *sens, budget, config.act_bits,
+                                                          config.candidate_bits));
+    timings.emplace_back("allocate_bits", MsSince(t0));
+  }
   t0 = Clock::now();
-  WeightOptions wo;
-  wo.bits = config.weight_bits;
-  wo.per_channel = config.per_channel;
-  wo.method = config.weight_scale == "mse" ? WeightScaleMethod::kMse : WeightScaleMethod::kMinMax;
-  ONNXQ_RETURN_IF_ERROR(QuantizeWeights(prep.optimized, plan, wo, &pool));
+  ONNXQ_RETURN_IF_ERROR(QuantizeWeightsMixed(prep.optimized, plan, bits, wo,
+                                             rounding == RoundingMethod::kGptq ? &hessians : nullptr,
+                                             GptqOptionsOf(config), &pool));
   ONNXQ_RETURN_IF_ERROR(QuantizeBiases(prep.optimized, plan));
-  timings.emplace_back("quantize_weights", MsSince(t0));
+  timings.emplace_back(rounding == RoundingMethod::kGptq ? "quantize_weights_gptq" : "quantize_weights",
+                       MsSince(t0));
+  const int min_bits = bits.empty() ? 8 : *std::min_element(bits.begin(), bits.end());
 
   // auto: on where weights carry real rounding error (per-tensor or below 8 bits); with 8-bit
   // per-channel weights it measured no gain on MobileNetV2 (docs/quantization.md) and costs a pass.
   const bool bc_wanted = config.bias_correction == Toggle::kOn ||
-                         (config.bias_correction == Toggle::kAuto && (!config.per_channel || config.weight_bits < 8));
+                         (config.bias_correction == Toggle::kAuto && (!config.per_channel || min_bits < 8));
   const bool bc = bc_wanted && calibration.size() > 0;
   int64_t corrected = 0;
   if (bc) {
@@ -718,6 +866,14 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   t0 = Clock::now();
   ExportQdqOptions eo;
   eo.metadata.emplace_back("onnxq.quantize_config", config.ToJson(/*with_execution=*/false));
+  // The true bit width of every weight (the int8 containers do not say it).
+  {
+    JsonWriter bj;
+    bj.BeginObject();
+    for (size_t i = 0; i < plan.weighted.size(); ++i) bj.Field(LayerKey(pg, plan.weighted[i]), bits[i]);
+    bj.EndObject();
+    eo.metadata.emplace_back("onnxq.weight_bits", bj.str());
+  }
   // Activations below 8 bits have no faithful QDQ spelling (QuantizeLinear saturates to the full
   // 8-bit range): such runs are simulation-only and return no QDQ model.
   const bool exported = config.act_bits == 8;
@@ -762,6 +918,43 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   j.Field("float_initializer_bytes", InitializerBytes(model));
   if (exported) j.Field("quantized_initializer_bytes", InitializerBytes(qdq));
   j.Field("exported", exported);
+  {
+    // Packed: every weight at its bit width plus one float32 scale per channel (what a sub-byte
+    // storage format would need); int32 biases are counted apart.
+    const std::vector<LayerCost> costs = LayerCosts(prep.optimized, plan);
+    double packed = 0, params = 0, wbits = 0;
+    int64_t bias_bytes = 0;
+    for (size_t i = 0; i < costs.size(); ++i) {
+      packed += static_cast<double>(costs[i].params) * bits[i] / 8.0 +
+                4.0 * static_cast<double>(plan.weighted[i].qweight.params.size());
+      params += static_cast<double>(costs[i].params);
+      wbits += static_cast<double>(costs[i].params) * bits[i];
+      if (plan.weighted[i].has_qbias) bias_bytes += static_cast<int64_t>(plan.weighted[i].qbias.q.nbytes());
+    }
+    j.Field("quantized_weight_params", static_cast<int64_t>(params));
+    j.Field("float_weight_bytes", static_cast<int64_t>(params * 4));
+    j.Field("packed_weight_bytes", static_cast<int64_t>(std::ceil(packed)));
+    j.Field("packed_weight_fraction", params > 0 ? packed / (4 * params) : 0.0);
+    j.Field("average_weight_bits", params > 0 ? wbits / params : 0.0);
+    j.Field("int32_bias_bytes", bias_bytes);
+  }
+  j.EndObject();
+  j.Key("mixed_precision").BeginObject();
+  j.Field("rounding", RoundingName(rounding));
+  j.Field("budget", budget_text);
+  if (sens) {
+    double total = 0;
+    std::map<std::string, const LayerSensitivity*> by_key;
+    for (const auto& l : sens->layers) by_key[l.node] = &l;
+    for (size_t i = 0; i < plan.weighted.size(); ++i) {
+      auto it = by_key.find(LayerKey(pg, plan.weighted[i]));
+      if (it == by_key.end()) continue;
+      for (const auto& [b, d] : it->second->damage)
+        if (b == bits[i]) total += d;
+    }
+    j.Field("predicted_damage_sum", total);
+    j.Key("sensitivity").Raw(sens->ToJson());
+  }
   j.EndObject();
   j.Key("activations").BeginArray();
   for (const auto& grp : plan.groups) {
@@ -788,7 +981,7 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
     j.BeginObject();
     j.Field("node", g.node(w.node).name);
     j.Field("tensor", g.value(w.weight).name());
-    j.Field("bits", config.weight_bits);
+    j.Field("bits", bits[static_cast<size_t>(&w - plan.weighted.data())]);
     j.Field("axis", w.qweight.axis);
     j.Field("sqnr_db", w.qweight.sqnr_db);
     j.Key("scale").BeginArray();

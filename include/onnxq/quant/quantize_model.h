@@ -16,7 +16,10 @@
 #include "onnxq/calib/dataset.h"
 #include "onnxq/calib/observer.h"
 #include "onnxq/ir/graph.h"
+#include "onnxq/quant/bit_allocation.h"
 #include "onnxq/quant/qdq_plan.h"
+#include "onnxq/quant/rounding.h"
+#include "onnxq/quant/sensitivity.h"
 
 namespace onnxq::quant {
 
@@ -46,6 +49,27 @@ struct QuantizeConfig {
   int weight_bits = 8;
   int act_bits = 8;
   std::string weight_scale = "minmax";  // minmax | mse
+  // Per-layer weight bits (node name, or "#<weight name>" for unnamed nodes -> 2..8), overriding
+  // weight_bits; a budget's allocation overrides both.
+  std::map<std::string, int> layer_weight_bits;
+  // Weight rounding: nearest | gptq (rounding.h). GPTQ uses the first rounding_samples
+  // calibration samples for its Hessians.
+  std::string rounding = "nearest";
+  int64_t rounding_samples = 64;
+  double gptq_damp = 0.01;
+  bool gptq_act_order = true;
+  bool gptq_quantized_inputs = false;  // Hessians from fake-quantized layer inputs
+  // Mixed precision: at most one budget (0 = unset). weight_memory <= 1 is a fraction of the
+  // float32 weight bytes, > 1 bytes (packed weights + one float32 scale per channel).
+  double weight_bits_avg = 0;
+  double weight_memory = 0;
+  double bops = 0;
+  // Sensitivity for the allocation: measured on the last sensitivity_samples calibration
+  // samples for each candidate bit width, unless `sensitivity` is given (e.g. cached).
+  std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 7, 8};
+  int64_t sensitivity_samples = 32;
+  std::string sensitivity_metric = "auto";
+  std::shared_ptr<const SensitivityResult> sensitivity;
   std::vector<std::string> exclude;   // node names or op types
   // Cross-layer equalization: auto = on for per-tensor weights (where it is needed), off for
   // per-channel (where it cannot help: each channel already has its own scale).
@@ -65,6 +89,8 @@ struct QuantizeConfig {
   std::function<bool(const std::string& stage, int64_t done, int64_t total)> progress;
 
   Status Validate() const;
+  bool has_budget() const { return weight_bits_avg > 0 || weight_memory > 0 || bops > 0; }
+  StatusOr<Budget> budget() const;
   // The full config. with_execution=false leaves out settings that cannot change the result
   // (threads), so that the exported model is byte-identical whatever the thread count.
   std::string ToJson(bool with_execution = true) const;
@@ -81,6 +107,11 @@ struct QuantizeResult {
 // `model_path` (optional) is hashed into the report.
 StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibration,
                                   const QuantizeConfig& config, const std::string& model_path = "");
+
+// Sensitivity of every quantizable layer to its weight bit width (sensitivity.h), with the
+// config's candidate bits, scale method and rounding.
+StatusOr<SensitivityResult> Sensitivity(const Model& model, CalibrationSource& calibration,
+                                        const QuantizeConfig& config);
 
 // The float model prepared for quantization (passes; CLE per config) and its plan; exposed for the
 // calibrate command so that its statistics match Quantize's tensors.

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Mixed-precision weights on the shared MobileNetV2 (MCT-style table). Prints one JSON object.
+
+    PYTHONPATH=build/python .venv/bin/python bench/mixed_precision.py [--bits 8,6,5,4,3] [--threads 2]
+
+Calibration: first 100 images of labels.tsv; evaluation: the other 400. Activations 8 bits
+(onnxq's default calibration). For each average weight bit width B, three columns:
+  single:  every layer at B bits (B must be an integer), nearest rounding (max-abs per-channel scales);
+  mixed:   per-layer bits from the measured sensitivity (nearest rounding) under "average <= B";
+  mixed+gptq: MSE-searched per-channel scales and GPTQ rounding, both in the sensitivity and in
+              the final model.
+Each is exported and evaluated with onnxq's executor on the QDQ file (its Q/DQ computed in float:
+exactly the simulation) and with ONNX Runtime; top-1 and agreement with float top-1.
+Timing: the sensitivity (measured once per rounding and reused for every budget) and each
+quantize call (calibration, Hessians, allocation, rounding, bias correction, export).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def shared_dir():
+    return os.environ.get("ONNXQ_SHARED", os.path.join(REPO, "..", "shared"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bits", default="8,6,5,4,3")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--columns", default="single,mixed,mixed+gptq")
+    ap.add_argument("--sensitivity-samples", type=int, default=32)
+    ap.add_argument("--rounding-samples", type=int, default=64)
+    ap.add_argument("--cache", help="folder for the sensitivity JSON (reused when present; then not timed)")
+    ap.add_argument("--gptq-bits", default="", help="candidate bits for the mixed+gptq column (default: all)")
+    args = ap.parse_args()
+    import onnxq
+    import onnxruntime as ort
+
+    model = os.path.join(shared_dir(), "models", "mobilenetv2-1.0.onnx")
+    data = os.path.join(shared_dir(), "data", "imagenet-sample")
+    if not os.path.exists(model):
+        print(json.dumps({"skipped": "shared MobileNetV2 not found (set ONNXQ_SHARED)"}))
+        return
+    ds = onnxq.calib.Dataset(data, preset="imagenet-tf", skip=100)
+    x = ds.load_batch(0, len(ds), threads=args.threads)
+    labels = np.array([ds.label(i) for i in range(len(ds))])
+
+    def ort_logits(path):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = args.threads
+        s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        return np.concatenate([s.run(None, {"input": x[i:i + 50]})[0] for i in range(0, len(x), 50)])
+
+    def onnxq_logits(path):
+        s = onnxq.Session(onnxq.load(path), threads=args.threads)
+        return np.concatenate([next(iter(s.run({"input": x[i:i + 25]}).values()))
+                               for i in range(0, len(x), 25)])
+
+    ref = ort_logits(model)
+
+    def m(l):
+        return {"top1": round(100.0 * float((l.argmax(1) == labels).mean()), 2),
+                "agreement": round(100.0 * float((l.argmax(1) == ref.argmax(1)).mean()), 2)}
+
+    out = {"float_top1": m(ref)["top1"], "eval_images": len(x), "threads": args.threads}
+    base = {"preprocess": "imagenet-tf", "calib_count": 100, "threads": args.threads,
+            "sensitivity_samples": args.sensitivity_samples, "rounding_samples": args.rounding_samples}
+    cols = args.columns.split(",")
+    # nearest: max-abs scales (ONNX Runtime's recipe); gptq: MSE-searched scales + GPTQ (measured best).
+    recipe = {"nearest": {"rounding": "nearest"}, "gptq": {"rounding": "gptq", "weight_scale": "mse"}}
+    sens = {}
+    for rounding in (["nearest"] if "mixed" in cols else []) + (["gptq"] if "mixed+gptq" in cols else []):
+        cached = os.path.join(args.cache, f"sensitivity_{rounding}.json") if args.cache else None
+        if cached and os.path.exists(cached):
+            with open(cached) as f:
+                sens[rounding] = json.load(f)
+            out["sensitivity_s_" + rounding] = sens[rounding]["seconds"]
+            continue
+        t0 = time.perf_counter()
+        s = onnxq.sensitivity(model, data, dict(base, **recipe[rounding]))
+        sens[rounding] = s.to_dict() if hasattr(s, "to_dict") else dict(s)
+        out["sensitivity_s_" + rounding] = round(time.perf_counter() - t0, 1)
+        if cached:
+            with open(cached, "w") as f:
+                json.dump(sens[rounding], f)
+        print(f"sensitivity {rounding}: {out['sensitivity_s_' + rounding]} s", file=sys.stderr, flush=True)
+    tmp = tempfile.mkdtemp()
+    rows = []
+    for b in [float(v) for v in args.bits.split(",")]:
+        for col in cols:
+            if col == "single":
+                if b != int(b):
+                    continue
+                cfg = dict(base, weight_bits=int(b))
+            elif col == "mixed":
+                cfg = dict(base, weight_bits_avg=b, sensitivity=sens["nearest"])
+            else:
+                cfg = dict(base, weight_bits_avg=b, sensitivity=sens["gptq"], **recipe["gptq"])
+                if args.gptq_bits:
+                    cfg["candidate_bits"] = [int(v) for v in args.gptq_bits.split(",")]
+            t0 = time.perf_counter()
+            r = onnxq.quantize(model, data, cfg)
+            qs = time.perf_counter() - t0
+            path = os.path.join(tmp, "q.onnx")
+            onnxq.save(r.model, path)
+            rep = r.report
+            lo, lq = onnxq_logits(path), ort_logits(path)
+            row = {"avg_bits_budget": b, "column": col,
+                   "average_weight_bits": round(rep["sizes"]["average_weight_bits"], 3),
+                   "packed_weight_bytes": rep["sizes"]["packed_weight_bytes"],
+                   "bits_histogram": {str(k): sum(1 for w in rep["weights"] if w["bits"] == k)
+                                      for k in range(2, 9)},
+                   "quantize_s": round(qs, 1), "onnxq_sim": m(lo), "onnxruntime": m(lq),
+                   "timings_ms": {k: round(v) for k, v in rep["timings_ms"].items()}}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    out["table"] = rows
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

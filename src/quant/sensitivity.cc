@@ -1,0 +1,300 @@
+#include "onnxq/quant/sensitivity.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <set>
+
+#include "onnxq/base/thread_pool.h"
+#include "onnxq/quant/evaluate.h"
+#include "onnxq/quant/quantize_model.h"
+#include "onnxq/quant/report.h"
+#include "onnxq/runtime/session.h"
+
+namespace onnxq::quant {
+
+std::string LayerKey(const Graph& g, const WeightedNode& w) {
+  const std::string& n = g.node(w.node).name;
+  return n.empty() ? "#" + g.value(w.weight).name() : n;
+}
+
+std::vector<LayerCost> LayerCosts(const Model& model, const QdqPlan& plan) {
+  const Graph& g = model.graph;
+  std::vector<LayerCost> out;
+  for (const WeightedNode& w : plan.weighted) {
+    LayerCost c;
+    const Tensor& wt = *g.value(w.weight).initializer();
+    c.params = wt.numel();
+    c.channels = wt.rank() > 0 ? wt.dims()[static_cast<size_t>(std::max(w.axis, 0))] : 1;
+    const int64_t out_ch = c.channels;
+    const int64_t per_out = out_ch > 0 ? c.params / out_ch : 0;  // MACs per output element
+    const Node& n = g.node(w.node);
+    const Value& ov = g.value(n.output(0));
+    if (ov.shape && ov.shape->rank() >= 1) {
+      int64_t elems = 1;
+      bool known = true;
+      for (size_t d = 1; d < ov.shape->rank(); ++d) {
+        if (!(*ov.shape)[d].is_known()) known = false;
+        else elems *= (*ov.shape)[d].value;
+      }
+      if (known) c.macs = elems * per_out;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string SensitivityResult::ToJson() const {
+  JsonWriter j;
+  j.BeginObject();
+  j.Field("metric", metric).Field("rounding", rounding).Field("weight_scale", weight_scale);
+  j.Field("samples", samples).Field("seconds", seconds);
+  j.Key("layers").BeginArray();
+  for (const auto& l : layers) {
+    j.BeginObject();
+    j.Field("node", l.node).Field("op", l.op).Field("weight", l.weight);
+    j.Field("params", l.cost.params).Field("channels", l.cost.channels).Field("macs", l.cost.macs);
+    j.Key("damage").BeginObject();
+    for (const auto& [b, d] : l.damage) j.Field(std::to_string(b), d);
+    j.EndObject();
+    j.EndObject();
+  }
+  j.EndArray();
+  j.EndObject();
+  return j.str();
+}
+
+namespace {
+
+// The graph from a weighted node on: every tensor produced before it (or a graph input) that it or
+// a later node reads becomes a graph input (`cut`), and its weight becomes a graph input too, so
+// one session runs every bit width of the layer without re-running the unchanged prefix.
+struct SuffixModel {
+  Model model;
+  std::vector<ValueId> cut;   // ids in the original graph (same ids in model)
+  std::string weight_input;
+};
+
+StatusOr<SuffixModel> BuildSuffix(const Model& model, const WeightedNode& w,
+                                  const std::map<NodeId, size_t>& pos) {
+  SuffixModel sm;
+  sm.model = model;
+  Graph& g = sm.model.graph;
+  const size_t p = pos.at(w.node);
+  const std::vector<NodeId> order = g.order();
+  std::set<ValueId> cut;
+  for (size_t k = p; k < order.size(); ++k)
+    for (ValueId v : g.node(order[k]).inputs()) {
+      if (v == kNoValue || g.value(v).is_initializer()) continue;
+      const Node* prod = g.Producer(v);
+      if (prod == nullptr || pos.at(prod->id()) < p) cut.insert(v);
+    }
+  for (size_t k = p; k-- > 0;) g.RemoveNode(order[k]);
+  sm.cut.assign(cut.begin(), cut.end());
+  std::vector<ValueId> inputs = sm.cut;
+  const ValueId wv = g.AddUniqueValue("onnxq_sensitivity_weight");
+  const Tensor& wt = *g.value(w.weight).initializer();
+  g.value(wv).dtype = DataType::kFloat;
+  g.value(wv).shape = Shape::FromDims(wt.dims());
+  g.SetNodeInput(w.node, static_cast<size_t>(w.weight_slot), wv);
+  sm.weight_input = g.value(wv).name();
+  inputs.push_back(wv);
+  g.SetInputs(inputs);
+  ONNXQ_RETURN_IF_ERROR(g.Verify());
+  return sm;
+}
+
+}  // namespace
+
+StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan& plan,
+                                               CalibrationSource& calibration, const WeightOptions& base,
+                                               RoundingMethod rounding,
+                                               const std::vector<LayerHessian>* hessians,
+                                               const GptqOptions& gptq, const SensitivityOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Graph& g = model.graph;
+  if (options.bits.empty()) return InvalidArgument("sensitivity: no candidate bit widths");
+  std::set<int> bitset(options.bits.begin(), options.bits.end());
+  for (int b : bitset)
+    if (b < 2 || b > 8) return InvalidArgument("sensitivity: bit width ", b, " is not in 2..8");
+  if (rounding == RoundingMethod::kGptq && hessians == nullptr)
+    return InvalidArgument("sensitivity with GPTQ rounding needs the Hessians");
+  auto ins = g.RuntimeInputs();
+  if (ins.size() != 1) return Unsupported("sensitivity needs a model with exactly one runtime input");
+  if (g.outputs().empty()) return InvalidArgument("the model has no output");
+  const std::string input = g.value(ins[0]).name();
+  const std::string output = g.value(g.outputs()[0]).name();
+  const int64_t n = std::min(options.samples, calibration.size());
+  if (n < 1) return InvalidArgument("sensitivity needs calibration samples");
+  // The last samples: GPTQ's Hessians come from the first ones, and rounding fitted to a sample
+  // would look better on it than it is.
+  ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(calibration.size() - n, n));
+  std::map<std::string, Tensor> feeds;
+  feeds.emplace(input, batch);
+  SessionOptions so;
+  so.num_threads = options.threads;
+  Tensor ref;
+  {
+    ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(model, so));
+    ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run(feeds));
+    ref = out.at(output);
+  }
+  if (ref.dtype() != DataType::kFloat || ref.rank() < 1 || ref.dims()[0] != n)
+    return Unsupported("sensitivity: the first output '", output, "' is not a float [N, ...] tensor");
+  std::string metric = options.metric;
+  if (metric == "auto") metric = ref.rank() == 2 && ref.dims()[1] > 1 ? "kl" : "mse";
+  if (metric != "kl" && metric != "mse") return InvalidArgument("sensitivity metric must be kl, mse or auto");
+  const int64_t per = ref.numel() / n;
+  double ref_ms = 0;
+  for (float v : ref.span<float>()) ref_ms += double(v) * v;
+  ref_ms /= static_cast<double>(std::max<int64_t>(ref.numel(), 1));
+  auto damage = [&](const Tensor& q) -> double {
+    double d = 0;
+    if (metric == "kl") {
+      for (int64_t i = 0; i < n; ++i)
+        d += SoftmaxKl(std::span<const float>(ref.data<float>() + i * per, static_cast<size_t>(per)),
+                       std::span<const float>(q.data<float>() + i * per, static_cast<size_t>(per)));
+      return d / static_cast<double>(n);
+    }
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+      double e = double(ref.data<float>()[i]) - q.data<float>()[i];
+      d += e * e;
+    }
+    return d / static_cast<double>(ref.numel()) / std::max(ref_ms, 1e-30);
+  };
+
+  SensitivityResult res;
+  res.metric = metric;
+  res.rounding = RoundingName(rounding);
+  res.weight_scale = base.method == WeightScaleMethod::kMse ? "mse" : "minmax";
+  res.samples = n;
+  const std::vector<LayerCost> costs = LayerCosts(model, plan);
+  const std::vector<int> bits(bitset.begin(), bitset.end());
+  ThreadPool pool(options.threads);
+  std::map<NodeId, size_t> pos;
+  for (size_t k = 0; k < g.order().size(); ++k) pos[g.order()[k]] = k;
+  std::vector<size_t> layer_order(plan.weighted.size());
+  for (size_t i = 0; i < layer_order.size(); ++i) layer_order[i] = i;
+  std::stable_sort(layer_order.begin(), layer_order.end(), [&](size_t a, size_t b) {
+    return pos[plan.weighted[a].node] < pos[plan.weighted[b].node];
+  });
+  std::vector<LayerSensitivity> layers(plan.weighted.size());
+  // Layers in chunks: one float run captures the tensors every suffix of the chunk starts from.
+  constexpr size_t kChunk = 8;
+  for (size_t c0 = 0; c0 < layer_order.size(); c0 += kChunk) {
+    const size_t c1 = std::min(layer_order.size(), c0 + kChunk);
+    std::vector<SuffixModel> suffixes;
+    std::set<ValueId> needed;
+    for (size_t c = c0; c < c1; ++c) {
+      ONNXQ_ASSIGN_OR_RETURN(SuffixModel sm, BuildSuffix(model, plan.weighted[layer_order[c]], pos));
+      for (ValueId v : sm.cut) needed.insert(v);
+      suffixes.push_back(std::move(sm));
+    }
+    std::map<ValueId, Tensor> captured;
+    {
+      RunOptions ro;
+      for (ValueId v : needed)
+        if (!g.IsGraphInput(v)) ro.hooked_values.push_back(v);
+      ro.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
+        if (needed.count(v)) captured[v] = t.Clone();
+        return Status::Ok();
+      };
+      ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(model, so));
+      ONNXQ_RETURN_IF_ERROR(fs->Run(feeds, ro).status());
+      captured[ins[0]] = batch;
+    }
+    for (size_t c = c0; c < c1; ++c) {
+      const size_t li = layer_order[c];
+      const WeightedNode& w = plan.weighted[li];
+      SuffixModel& sm = suffixes[c - c0];
+      LayerSensitivity& ls = layers[li];
+      ls.node = LayerKey(g, w);
+      ls.op = g.node(w.node).op_type;
+      ls.weight = g.value(w.weight).name();
+      ls.cost = costs[li];
+      // All bit widths of this layer quantized in parallel (GPTQ dominates for big layers).
+      std::vector<QdqPlan> subs(bits.size());
+      std::vector<Status> errs(bits.size());
+      std::vector<LayerHessian> one;
+      if (hessians) one.push_back((*hessians)[li]);
+      pool.ParallelFor(static_cast<int64_t>(bits.size()), [&](int64_t b0, int64_t b1) {
+        for (int64_t bi = b0; bi < b1; ++bi) {
+          QdqPlan& sub = subs[static_cast<size_t>(bi)];
+          sub.weighted.push_back(w);
+          sub.weighted[0].has_qbias = false;
+          errs[static_cast<size_t>(bi)] = QuantizeWeightsMixed(
+              model, sub, {bits[static_cast<size_t>(bi)]}, base,
+              rounding == RoundingMethod::kGptq ? &one : nullptr, gptq, nullptr);
+        }
+      });
+      std::map<std::string, Tensor> sfeeds;
+      for (ValueId v : sm.cut) {
+        auto it = captured.find(v);
+        if (it == captured.end()) return Internal("sensitivity: tensor '", g.value(v).name(), "' was not captured");
+        sfeeds[g.value(v).name()] = it->second;
+      }
+      ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(sm.model, so));
+      for (size_t bi = 0; bi < bits.size(); ++bi) {
+        if (!errs[bi].ok()) {
+          Status s = errs[bi];
+          return s.Prepend("sensitivity of '" + ls.node + "'");
+        }
+        const QuantizedWeight& qw = subs[bi].weighted[0].qweight;
+        ONNXQ_ASSIGN_OR_RETURN(Tensor deq, Tensor::Create(DataType::kFloat, qw.q.dims()));
+        std::vector<int32_t> qi(static_cast<size_t>(qw.q.numel()));
+        for (int64_t k = 0; k < qw.q.numel(); ++k) qi[static_cast<size_t>(k)] = qw.q.data<int8_t>()[k];
+        ONNXQ_RETURN_IF_ERROR(DequantizeArray(qi, qw.q.dims(), qw.axis, qw.params,
+                                              std::span<float>(deq.mutable_data<float>(), static_cast<size_t>(deq.numel()))));
+        sfeeds[sm.weight_input] = std::move(deq);
+        ONNXQ_ASSIGN_OR_RETURN(auto out, session->Run(sfeeds));
+        ls.damage.emplace_back(bits[bi], damage(out.at(output)));
+      }
+    }
+  }
+  res.layers = std::move(layers);
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+StatusOr<std::vector<int>> AllocateBits(const Model& model, const QdqPlan& plan,
+                                        const SensitivityResult& sens, const Budget& budget, int act_bits,
+                                        const std::vector<int>& allowed) {
+  const Graph& g = model.graph;
+  std::map<std::string, const LayerSensitivity*> by_key;
+  for (const auto& l : sens.layers) by_key[l.node] = &l;
+  const std::vector<LayerCost> costs = LayerCosts(model, plan);
+  std::vector<std::vector<KnapsackOption>> items;
+  std::vector<std::vector<int>> item_bits;
+  for (size_t i = 0; i < plan.weighted.size(); ++i) {
+    const std::string key = LayerKey(g, plan.weighted[i]);
+    auto it = by_key.find(key);
+    if (it == by_key.end())
+      return InvalidArgument("the sensitivity data has no entry for layer '", key,
+                             "' (was it measured on another model or with other exclusions?)");
+    if (it->second->cost.params != costs[i].params)
+      return InvalidArgument("the sensitivity data for layer '", key, "' is for a weight of ",
+                             it->second->cost.params, " parameters, this one has ", costs[i].params);
+    std::vector<KnapsackOption> opts;
+    std::vector<int> ob;
+    for (const auto& [b, d] : it->second->damage) {
+      if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), b) == allowed.end()) continue;
+      ONNXQ_ASSIGN_OR_RETURN(double c, LayerBudgetCost(costs[i], b, act_bits, budget.kind));
+      opts.push_back({c, d});
+      ob.push_back(b);
+    }
+    if (opts.empty()) return InvalidArgument("the sensitivity data for layer '", key, "' is empty");
+    items.push_back(std::move(opts));
+    item_bits.push_back(std::move(ob));
+  }
+  ONNXQ_ASSIGN_OR_RETURN(double limit, BudgetLimit(costs, budget));
+  auto sol = SolveMultipleChoiceKnapsack(items, limit);
+  if (!sol.ok()) {
+    Status s = sol.status();
+    return s.Prepend("bit allocation for " + budget.ToString());
+  }
+  std::vector<int> bits(plan.weighted.size());
+  for (size_t i = 0; i < bits.size(); ++i) bits[i] = item_bits[i][static_cast<size_t>((*sol)[i])];
+  return bits;
+}
+
+}  // namespace onnxq::quant
