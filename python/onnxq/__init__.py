@@ -8,6 +8,9 @@ and quantization algorithm runs in C++; this package only exposes it with Python
     >>> model.inspect()["op_counts"]["Conv"]
     53
     >>> onnxq.save(model, "copy.onnx")
+    >>> calib = onnxq.data.ImageFolder("imagenet-sample", preprocess="imagenet-tf", count=100)
+    >>> result = onnxq.quantize(model, calib, onnxq.QuantConfig(), progress=True)
+    >>> result.save("mobilenetv2_int8.onnx"); result.report.plot_sqnr()
 
 Errors raised by the core are ``onnxq.OnnxqError`` subclasses that also derive from the matching
 built-in exception (``InvalidModelError`` is a ``ValueError``, ``NotFoundError`` a
@@ -27,7 +30,21 @@ from ._onnxq import *  # noqa: E402,F401,F403
 # without that definition.
 __version__: str = getattr(_onnxq, "__version__", "0+unknown")
 
-__all__ = sorted(["__version__"] + [n for n in vars(_onnxq) if not n.startswith("_")])
+# The Python layer (python/onnxq/_api.py, config.py): onnxq.quantize (and sensitivity,
+# allocate_bits) wrap the compiled functions of the same name (QuantConfig, ImageFolder, progress,
+# Report/Sensitivity objects); the compiled ones stay reachable as onnxq._onnxq.<name>.
+from ._api import QuantizationResult, evaluate, quantize  # noqa: E402
+from .config import QuantConfig  # noqa: E402
+
+_PYTHON_API = ["QuantConfig", "QuantizationResult", "evaluate", "quantize"]
+# Mixed precision (issue 7): wrapped when the compiled module binds it.
+if hasattr(_onnxq, "sensitivity"):
+    from ._api import sensitivity  # noqa: E402,F811
+    _PYTHON_API.append("sensitivity")
+if hasattr(_onnxq, "allocate_bits"):
+    from ._api import allocate_bits  # noqa: E402,F811
+    _PYTHON_API.append("allocate_bits")
+__all__ = sorted(set(["__version__"] + [n for n in vars(_onnxq) if not n.startswith("_")] + _PYTHON_API))
 
 # Report the classes as onnxq.Model, onnxq.NotFoundError, ... (their public home) in reprs,
 # tracebacks and pickles, rather than under the private module's name.

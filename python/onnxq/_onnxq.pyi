@@ -105,7 +105,7 @@ class Session:
     """Runs a float ONNX model on the CPU (onnxq's executor)."""
 
     def __init__(self, model_or_path: Union[Model, _Path], threads: Optional[int] = None,
-                 isa: Optional[str] = None) -> None: ...
+                 isa: Optional[str] = None, integer: bool = True) -> None: ...
     def run(self, feeds: Dict[str, np.ndarray],
             extra_outputs: Optional[List[str]] = None) -> Dict[str, np.ndarray]: ...
     @property
@@ -114,6 +114,9 @@ class Session:
     def output_names(self) -> List[str]: ...
     @property
     def num_threads(self) -> int: ...
+    @property
+    def lowered_qdq_groups(self) -> int:
+        """Quantized groups lowered to integer kernels (0 for float models)."""
     @property
     def peak_bytes(self) -> int:
         """Bytes of intermediate buffers the last run's memory plan used."""
@@ -148,8 +151,57 @@ def quantize(model: Union[Model, str], calibration_data: Any,
     threads, sqnr_samples, stats, preprocess, calib_count, calib_skip, labels.
     """
 
+def evaluate(model: Union[Model, str], data: Any, *, reference: Optional[Union[Model, str]] = None,
+             batch_size: int = 8, threads: int = 0) -> Dict[str, Any]:
+    """Top-1/top-5 of a classifier on an onnxq.calib.Dataset; with reference, also top1_agreement and
+    mean_kl. Returns the dict of `onnxq eval --json`."""
+    ...
 def softmax_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
     """KL(softmax(p) || softmax(q)) in nats (double precision)."""
+
+def sensitivity(model: Union[Model, str], calibration_data: Any,
+                config: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Per-layer damage with only that layer's weights quantized, for each of candidate_bits:
+    {metric, rounding, weight_scale, samples, seconds, layers: [{node, op, weight, params, channels,
+    macs, damage: {bits: value}}]}. Same arguments and config keys as quantize."""
+
+def allocate_bits(model: Union[Model, str], sensitivity: Dict[str, Any],
+                  config: Dict[str, Any]) -> Dict[str, int]:
+    """Per-layer weight bits {node: bits} minimising the summed sensitivity under the config's
+    budget (weight_bits_avg, weight_memory or bops)."""
+
+def pareto_front(model: Union[Model, str], calibration_data: Any, eval_data: str,
+                 budgets: List[float], config: Dict[str, Any], eval_skip: int = 0,
+                 eval_count: int = -1) -> List[Dict[str, Any]]:
+    """Per budget value (of the config's budget kind): quantize with the sensitivity measured once,
+    evaluate the QDQ model against float on eval_data. Dicts with budget, average_weight_bits,
+    packed_weight_bytes, packed_weight_fraction, layer_bits, predicted_damage_sum, top1,
+    reference_top1, top1_agreement, mean_kl, eval_samples."""
+
+# ---- dynamic-range quantization (src/python/dynamic_bindings.cc)
+
+class DynamicQuantizeResult:
+    """The dynamically quantized model and its report."""
+
+    @property
+    def model(self) -> Model:
+        """The model with DynamicQuantizeLinear + ConvInteger / MatMulInteger (save it with onnxq.save)."""
+    @property
+    def quantized_nodes(self) -> int:
+        """Number of Conv / MatMul / Gemm nodes rewritten into integer ops."""
+    @property
+    def report_json(self) -> str: ...
+    @property
+    def report(self) -> Dict[str, Any]:
+        """The report as a dict (config, sizes, per-weight scales and SQNR, float nodes, evaluation, timings)."""
+
+def quantize_dynamic(model: Union[Model, str],
+                     config: Optional[Dict[str, Any]] = None) -> DynamicQuantizeResult:
+    """Dynamic-range quantization: int8 weights, uint8 activations quantized at run time.
+
+    config keys: weight_granularity, weight_bits, weight_scale, op_types, exclude, passes, threads;
+    eval_data, preprocess, labels, eval_skip, eval_count, eval_batch_size (accuracy vs float).
+    """
 
 # ---- calibration (src/python/calib_bindings.cc): datasets, observers, calibrators, quant math
 calib: ModuleType

@@ -3,8 +3,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "onnxq/base/thread_pool.h"
@@ -53,6 +55,68 @@ void AddSamples(const Model& m, const py::handle& item, std::vector<Tensor>& out
   }
 }
 
+// QuantizeConfig::progress from the optional Python callable(stage, done, total) of the "progress"
+// config key. The C++ flow calls it with the GIL released: it takes the GIL, turns a pending Ctrl-C
+// (PyErr_CheckSignals) or an exception of the callable into `false` (= cancel) and keeps that
+// exception, which RaiseIfInterrupted re-raises once the flow has returned.
+struct PyProgress {
+  py::object fn;                               // None: only Ctrl-C is checked
+  std::optional<py::error_already_set> error;  // the first exception, re-raised after the flow
+};
+
+std::function<bool(const std::string&, int64_t, int64_t)> ProgressFn(std::shared_ptr<PyProgress> p) {
+  return [p](const std::string& stage, int64_t done, int64_t total) -> bool {
+    py::gil_scoped_acquire gil;
+    try {
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      if (p->fn.is_none()) return true;
+      py::object r = p->fn(stage, done, total);
+      return r.is_none() || PyObject_IsTrue(r.ptr()) == 1;
+    } catch (py::error_already_set& e) {
+      if (!p->error) p->error.emplace(std::move(e));
+      return false;
+    }
+  };
+}
+
+template <typename T>
+void RaiseIfInterrupted(const StatusOr<T>& r, PyProgress& p) {
+  if (!r.ok() && r.status().code() == StatusCode::kCancelled && p.error) {
+    p.error->restore();
+    p.error.reset();
+    throw py::error_already_set();
+  }
+}
+
+// A sensitivity dict (as onnxq.sensitivity returns it) back into the C++ struct.
+std::shared_ptr<const quant::SensitivityResult> SensitivityFrom(const py::handle& v) {
+  if (!py::isinstance<py::dict>(v)) throw py::type_error("config 'sensitivity' must be the dict onnxq.sensitivity returns");
+  py::dict d = py::reinterpret_borrow<py::dict>(v);
+  auto r = std::make_shared<quant::SensitivityResult>();
+  r->metric = d.contains("metric") ? d["metric"].cast<std::string>() : "";
+  r->rounding = d.contains("rounding") ? d["rounding"].cast<std::string>() : "";
+  r->weight_scale = d.contains("weight_scale") ? d["weight_scale"].cast<std::string>() : "";
+  r->samples = d.contains("samples") ? d["samples"].cast<int64_t>() : 0;
+  if (!d.contains("layers")) throw py::value_error("sensitivity dict has no 'layers'");
+  for (auto item : d["layers"].cast<py::list>()) {
+    py::dict l = item.cast<py::dict>();
+    quant::LayerSensitivity ls;
+    ls.node = l["node"].cast<std::string>();
+    ls.op = l.contains("op") ? l["op"].cast<std::string>() : "";
+    ls.weight = l.contains("weight") ? l["weight"].cast<std::string>() : "";
+    ls.cost.params = l["params"].cast<int64_t>();
+    ls.cost.channels = l.contains("channels") ? l["channels"].cast<int64_t>() : 0;
+    ls.cost.macs = l.contains("macs") && !l["macs"].is_none() ? l["macs"].cast<int64_t>() : -1;
+    for (auto kv : l["damage"].cast<py::dict>()) {
+      int b = std::stoi(py::str(kv.first).cast<std::string>());
+      ls.damage.emplace_back(b, kv.second.is_none() ? 0.0 : kv.second.cast<double>());
+    }
+    std::sort(ls.damage.begin(), ls.damage.end());
+    r->layers.push_back(std::move(ls));
+  }
+  return r;
+}
+
 quant::QuantizeConfig ConfigFrom(const py::dict& cfg, calib::DatasetOptions* dopt) {
   quant::QuantizeConfig c;
   for (auto item : cfg) {
@@ -77,6 +141,20 @@ quant::QuantizeConfig ConfigFrom(const py::dict& cfg, calib::DatasetOptions* dop
     else if (k == "threads") c.threads = v.cast<int>();
     else if (k == "sqnr_samples") c.sqnr_samples = v.cast<int64_t>();
     else if (k == "stats") c.stats_path = v.cast<std::string>();
+    else if (k == "layer_weight_bits") c.layer_weight_bits = v.cast<std::map<std::string, int>>();
+    else if (k == "rounding") c.rounding = v.cast<std::string>();
+    else if (k == "rounding_samples") c.rounding_samples = v.cast<int64_t>();
+    else if (k == "gptq_damp") c.gptq_damp = v.cast<double>();
+    else if (k == "gptq_act_order") c.gptq_act_order = v.cast<bool>();
+    else if (k == "gptq_quantized_inputs") c.gptq_quantized_inputs = v.cast<bool>();
+    else if (k == "weight_bits_avg") c.weight_bits_avg = v.cast<double>();
+    else if (k == "weight_memory") c.weight_memory = v.cast<double>();
+    else if (k == "bops") c.bops = v.cast<double>();
+    else if (k == "candidate_bits") c.candidate_bits = v.cast<std::vector<int>>();
+    else if (k == "sensitivity_samples") c.sensitivity_samples = v.cast<int64_t>();
+    else if (k == "sensitivity_metric") c.sensitivity_metric = v.cast<std::string>();
+    else if (k == "sensitivity") { if (!v.is_none()) c.sensitivity = SensitivityFrom(v); }
+    else if (k == "progress") continue;  // installed by ReadInputs
     else if (k == "preprocess") dopt->preprocess = Unwrap(calib::PreprocessPreset(v.cast<std::string>()));
     else if (k == "calib_count") dopt->count = v.cast<int64_t>();
     else if (k == "calib_skip") dopt->skip = v.cast<int64_t>();
@@ -87,24 +165,35 @@ quant::QuantizeConfig ConfigFrom(const py::dict& cfg, calib::DatasetOptions* dop
   return c;
 }
 
-PyQuantizeResult Quantize(const py::object& model_arg, const py::object& data, const py::object& config) {
+// Model, config and calibration source from the Python arguments of quantize / sensitivity.
+struct Inputs {
   std::shared_ptr<Model> model;
   std::string path;
+  calib::DatasetOptions dopt;
+  quant::QuantizeConfig c;
+  std::unique_ptr<calib::Dataset> dataset;
+  std::unique_ptr<quant::CalibrationSource> source;
+  std::unique_ptr<ThreadPool> pool;
+  std::shared_ptr<PyProgress> progress = std::make_shared<PyProgress>();
+};
+
+std::unique_ptr<Inputs> ReadInputs(const py::object& model_arg, const py::object& data, const py::object& config) {
+  auto in = std::make_unique<Inputs>();
+  std::shared_ptr<Model>& model = in->model;
   if (py::isinstance<py::str>(model_arg)) {
-    path = model_arg.cast<std::string>();
-    model = std::make_shared<Model>(Unwrap(LoadModel(path)));
+    in->path = model_arg.cast<std::string>();
+    model = std::make_shared<Model>(Unwrap(LoadModel(in->path)));
   } else {
     model = model_arg.cast<std::shared_ptr<Model>>();
   }
-  calib::DatasetOptions dopt;
   py::dict cfg = config.is_none() ? py::dict() : config.cast<py::dict>();
-  quant::QuantizeConfig c = ConfigFrom(cfg, &dopt);
-  std::unique_ptr<calib::Dataset> dataset;
-  std::unique_ptr<quant::CalibrationSource> source;
-  auto pool = std::make_unique<ThreadPool>(c.threads);
+  in->c = ConfigFrom(cfg, &in->dopt);
+  in->progress->fn = cfg.contains("progress") ? py::reinterpret_borrow<py::object>(cfg["progress"]) : py::none();
+  in->c.progress = ProgressFn(in->progress);  // always: Ctrl-C cancels even without a callable
+  in->pool = std::make_unique<ThreadPool>(in->c.threads);
   if (py::isinstance<py::str>(data)) {
-    dataset = Unwrap(calib::Dataset::Open(data.cast<std::string>(), dopt));
-    source = quant::DatasetSource(*dataset, pool.get());
+    in->dataset = Unwrap(calib::Dataset::Open(data.cast<std::string>(), in->dopt));
+    in->source = quant::DatasetSource(*in->dataset, in->pool.get());
   } else {
     std::vector<Tensor> samples;
     if (py::isinstance<py::array>(data)) {
@@ -113,12 +202,136 @@ PyQuantizeResult Quantize(const py::object& model_arg, const py::object& data, c
       for (auto item : data) AddSamples(*model, item, samples);
     }
     if (samples.empty()) Check(InvalidArgument("the calibration data is empty"));
-    source = quant::TensorSource(std::move(samples));
+    in->source = quant::TensorSource(std::move(samples));
   }
+  return in;
+}
+
+py::object Sensitivity(const py::object& model_arg, const py::object& data, const py::object& config) {
+  auto in = ReadInputs(model_arg, data, config);
+  StatusOr<quant::SensitivityResult> r = [&] {
+    py::gil_scoped_release nogil;
+    return quant::Sensitivity(*in->model, *in->source, in->c);
+  }();
+  RaiseIfInterrupted(r, *in->progress);
+  quant::SensitivityResult res = Unwrap(std::move(r));
+  return py::module_::import("json").attr("loads")(res.ToJson());
+}
+
+py::dict AllocateBits(const py::object& model_arg, const py::object& sensitivity, const py::object& config) {
+  std::shared_ptr<Model> model = py::isinstance<py::str>(model_arg)
+      ? std::make_shared<Model>(Unwrap(LoadModel(model_arg.cast<std::string>())))
+      : model_arg.cast<std::shared_ptr<Model>>();
+  calib::DatasetOptions dopt;
+  py::dict cfg = config.is_none() ? py::dict() : config.cast<py::dict>();
+  quant::QuantizeConfig c = ConfigFrom(cfg, &dopt);
+  auto sens = SensitivityFrom(sensitivity);
+  quant::PreparedModel prep = Unwrap(quant::PrepareModel(*model, c));
+  quant::Budget budget = Unwrap(c.budget());
+  std::vector<int> bits = Unwrap(quant::AllocateBits(prep.optimized, prep.plan, *sens, budget, c.act_bits, c.candidate_bits));
+  py::dict out;
+  for (size_t i = 0; i < bits.size(); ++i)
+    out[py::str(quant::LayerKey(prep.optimized.graph, prep.plan.weighted[i]))] = bits[i];
+  return out;
+}
+
+// One quantize call per budget (the sensitivity measured once and reused), each evaluated with
+// onnxq's executor on the QDQ model against the float model: the size-vs-accuracy front as data.
+py::list ParetoFront(const py::object& model_arg, const py::object& data, const std::string& eval_data,
+                     const std::vector<double>& budgets, const py::object& config, int64_t eval_skip,
+                     int64_t eval_count) {
+  auto in = ReadInputs(model_arg, data, config);
+  quant::QuantizeConfig& c = in->c;
+  if (!c.has_budget()) Check(InvalidArgument("pareto_front: set the budget kind in the config "
+                                             "(weight_bits_avg, weight_memory or bops; its value is replaced)"));
+  calib::DatasetOptions eopt = in->dopt;
+  eopt.skip = eval_skip;
+  eopt.count = eval_count;
+  std::unique_ptr<calib::Dataset> eval = Unwrap(calib::Dataset::Open(eval_data, eopt));
+  py::list out;
+  for (double b : budgets) {
+    quant::QuantizeConfig cb = c;
+    if (c.weight_bits_avg > 0) cb.weight_bits_avg = b;
+    else if (c.weight_memory > 0) cb.weight_memory = b;
+    else cb.bops = b;
+    StatusOr<quant::QuantizeResult> r = [&] {
+      py::gil_scoped_release nogil;
+      if (!cb.sensitivity) {
+        auto s = quant::Sensitivity(*in->model, *in->source, cb);
+        if (!s.ok()) return StatusOr<quant::QuantizeResult>(s.status());
+        c.sensitivity = std::make_shared<quant::SensitivityResult>(std::move(s).value());
+        cb.sensitivity = c.sensitivity;
+      }
+      return quant::Quantize(*in->model, *in->source, cb, in->path);
+    }();
+    quant::QuantizeResult res = Unwrap(std::move(r));
+    if (!res.exported) Check(InvalidArgument("pareto_front needs an exported model (8-bit activations)"));
+    quant::EvalOptions eo;
+    eo.threads = c.threads;
+    StatusOr<quant::EvalResult> ev = [&] {
+      py::gil_scoped_release nogil;
+      return quant::Evaluate(res.quantized, *eval, in->model.get(), eo);
+    }();
+    quant::EvalResult e = Unwrap(std::move(ev));
+    py::dict rep = py::module_::import("json").attr("loads")(res.report_json);
+    py::dict row;
+    row["budget"] = b;
+    row["average_weight_bits"] = rep["sizes"]["average_weight_bits"];
+    row["packed_weight_bytes"] = rep["sizes"]["packed_weight_bytes"];
+    row["packed_weight_fraction"] = rep["sizes"]["packed_weight_fraction"];
+    py::dict bits;
+    for (auto w : rep["weights"]) bits[w["node"]] = w["bits"];
+    row["layer_bits"] = bits;
+    row["predicted_damage_sum"] = rep["mixed_precision"]["predicted_damage_sum"];
+    if (e.has_labels) {
+      row["top1"] = e.top1;
+      row["reference_top1"] = e.reference_top1;
+    } else {
+      row["top1"] = py::none();
+      row["reference_top1"] = py::none();
+    }
+    row["top1_agreement"] = e.top1_agreement;
+    row["mean_kl"] = e.mean_kl;
+    row["eval_samples"] = e.count;
+    out.append(row);
+  }
+  return out;
+}
+
+py::object Evaluate(const py::object& model_arg, const std::shared_ptr<calib::Dataset>& data,
+                    const py::object& reference_arg, int64_t batch_size, int threads) {
+  auto load = [](const py::object& m) -> std::shared_ptr<Model> {
+    if (py::isinstance<py::str>(m)) return std::make_shared<Model>(Unwrap(LoadModel(m.cast<std::string>())));
+    return m.cast<std::shared_ptr<Model>>();
+  };
+  std::shared_ptr<Model> model = load(model_arg);
+  std::shared_ptr<Model> ref = reference_arg.is_none() ? nullptr : load(reference_arg);
+  quant::EvalOptions eo;
+  eo.threads = threads;
+  eo.batch_size = batch_size;
+  auto progress = std::make_shared<PyProgress>();
+  progress->fn = py::none();
+  auto fn = ProgressFn(progress);
+  eo.progress = [fn](int64_t done, int64_t total) { return fn("eval", done, total); };
+  StatusOr<quant::EvalResult> r = [&] {
+    py::gil_scoped_release nogil;
+    return quant::Evaluate(*model, *data, ref.get(), eo);
+  }();
+  RaiseIfInterrupted(r, *progress);
+  return py::module_::import("json").attr("loads")(Unwrap(std::move(r)).ToJson());
+}
+
+PyQuantizeResult Quantize(const py::object& model_arg, const py::object& data, const py::object& config) {
+  auto in = ReadInputs(model_arg, data, config);
+  std::shared_ptr<Model> model = in->model;
+  std::string path = in->path;
+  quant::QuantizeConfig& c = in->c;
+  std::unique_ptr<quant::CalibrationSource>& source = in->source;
   StatusOr<quant::QuantizeResult> r = [&] {
     py::gil_scoped_release nogil;
     return quant::Quantize(*model, *source, c, path);
   }();
+  RaiseIfInterrupted(r, *in->progress);
   quant::QuantizeResult res = Unwrap(std::move(r));
   PyQuantizeResult out;
   if (res.exported) out.model = std::make_shared<Model>(std::move(res.quantized));
@@ -142,7 +355,31 @@ ONNXQ_PYTHON_BINDINGS(BindQuant, 30) {
         "of arrays (or {input: array} dicts); arrays with the model's batch dim are split into samples.\n"
         "config: dict with calibrator, percentile, weight_granularity, weight_bits, act_bits,\n"
         "weight_scale, exclude, cle, bias_correction, bias_correction_samples, batch_size, threads,\n"
-        "sqnr_samples, stats.");
+        "sqnr_samples, stats; mixed precision: layer_weight_bits ({node: bits}), rounding\n"
+        "(nearest|gptq), rounding_samples, gptq_damp, gptq_act_order, gptq_quantized_inputs, one budget\n"
+        "of weight_bits_avg / weight_memory (<= 1: fraction of float32, else bytes) / bops, candidate_bits,\n"
+        "sensitivity_samples, sensitivity_metric, sensitivity (a dict from onnxq.sensitivity, reused).");
+  m.def("sensitivity", &Sensitivity, py::arg("model"), py::arg("calibration_data"), py::arg("config") = py::none(),
+        "Per-layer damage (KL or relative MSE of the output vs float, on the last sensitivity_samples\n"
+        "calibration samples) with only that layer's weights quantized, for each of candidate_bits.\n"
+        "Same arguments and config keys as quantize. Returns a dict: metric, rounding, samples, seconds,\n"
+        "layers: [{node, op, weight, params, channels, macs, damage: {bits: value}}].");
+  m.def("pareto_front", &ParetoFront, py::arg("model"), py::arg("calibration_data"), py::arg("eval_data"),
+        py::arg("budgets"), py::arg("config"), py::arg("eval_skip") = 0, py::arg("eval_count") = -1,
+        "Mixed-precision size vs measured accuracy: for each budget value (of the config's budget kind:\n"
+        "weight_bits_avg, weight_memory or bops) quantize (sensitivity measured once, unless given) and\n"
+        "evaluate the QDQ model with onnxq's executor on eval_data (a folder or .npy; the config's\n"
+        "preprocess/labels apply; eval_skip/eval_count select the samples) against the float model.\n"
+        "Returns a list of dicts: budget, average_weight_bits, packed_weight_bytes, packed_weight_fraction,\n"
+        "layer_bits, predicted_damage_sum, top1, reference_top1 (fractions; None without labels),\n"
+        "top1_agreement, mean_kl, eval_samples.");
+  m.def("allocate_bits", &AllocateBits, py::arg("model"), py::arg("sensitivity"), py::arg("config"),
+        "Per-layer weight bits {node: bits} minimising the summed sensitivity under the config's budget\n"
+        "(weight_bits_avg, weight_memory or bops); exact multiple-choice knapsack, no measurement.");
+  m.def("evaluate", &Evaluate, py::arg("model"), py::arg("data"), py::kw_only(),
+        py::arg("reference") = py::none(), py::arg("batch_size") = 8, py::arg("threads") = 0,
+        "Top-1/top-5 of a classifier on an onnxq.calib.Dataset (onnxq's executor); with reference, also\n"
+        "top1_agreement and mean_kl. Returns the dict of `onnxq eval --json`.");
   m.def("softmax_kl", [](py::array_t<float, py::array::c_style | py::array::forcecast> p,
                          py::array_t<float, py::array::c_style | py::array::forcecast> q) {
           if (p.size() != q.size()) throw py::value_error("p and q differ in size");
