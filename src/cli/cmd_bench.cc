@@ -7,6 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "onnxq/base/json.h"
 #include "onnxq/kernels/cpu.h"
 #include "onnxq/onnx/model_io.h"
@@ -33,12 +34,13 @@ int RunBench(const std::vector<std::string>& args) {
   p.Flag("float-qdq", 0, "QDQ models: compute Q/DQ nodes in float (the fake-quant reference) "
                          "instead of lowering the quantized patterns to integer kernels");
   p.Flag("json", 0, "print JSON");
+  AddModelLimitOptions(p);
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
     const int64_t iters = a.GetInt("iters", 20), warmup = a.GetInt("warmup", 3);
     const int64_t batch = a.GetInt("batch", 1);
     if (iters < 1) return InvalidArgument("--iters must be >= 1");
     if (warmup < 0) return InvalidArgument("--warmup must be >= 0");
-    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
+    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
     SessionOptions opts;
     opts.num_threads = static_cast<int>(a.GetInt("threads", 0));
     opts.integer_qdq = !a.GetFlag("float-qdq");

@@ -6,6 +6,7 @@
 // different models or settings are refused.
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "onnxq/base/thread_pool.h"
 #include "onnxq/calib/dataset.h"
 #include "onnxq/onnx/model_io.h"
@@ -13,10 +14,6 @@
 
 namespace onnxq::cli {
 
-// Defined in cmd_quantize.cc.
-void AddPreprocessOptions(ArgParser& p);
-StatusOr<calib::PreprocessOptions> PreprocessFromArgs(const ArgParser& a);
-std::function<bool(const std::string&, int64_t, int64_t)> TerminalProgress();
 
 namespace {
 
@@ -30,7 +27,8 @@ int RunCalibrate(const std::vector<std::string>& args) {
   p.Option("labels", 0, "TSV", "labels.tsv defining the sample order (default: PATH/labels.tsv)");
   p.Option("skip", 0, "N", "first sample of this shard", ArgKind::kInt).Default("0");
   p.Option("count", 0, "N", "samples in this shard (default: all the rest)", ArgKind::kInt);
-  AddPreprocessOptions(p);
+  AddDataOptions(p);
+  AddModelLimitOptions(p);
   p.Option("calibrator", 0, "METHOD", "the calibrator quantize will use (minmax needs no histograms)")
       .Default("auto");
   p.Option("weight-granularity", 0, "G", "as for quantize (it decides whether CLE runs)")
@@ -60,12 +58,12 @@ int RunCalibrate(const std::vector<std::string>& args) {
     cfg.threads = static_cast<int>(a.GetInt("threads"));
     cfg.progress = TerminalProgress();
     calib::DatasetOptions dopt;
-    ONNXQ_ASSIGN_OR_RETURN(dopt.preprocess, PreprocessFromArgs(a));
+    ONNXQ_RETURN_IF_ERROR(DataOptionsFromArgs(a, &dopt));
     dopt.labels = a.Get("labels");
     dopt.skip = a.GetInt("skip");
     if (a.Has("count")) dopt.count = a.GetInt("count");
     ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("calib"), dopt));
-    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
+    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
     ONNXQ_ASSIGN_OR_RETURN(quant::PreparedModel prep, quant::PrepareModel(model, cfg));
     ThreadPool pool(cfg.threads);
     auto source = quant::DatasetSource(*data, &pool);

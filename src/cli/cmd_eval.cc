@@ -6,16 +6,13 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "onnxq/calib/dataset.h"
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/quant/evaluate.h"
 
 namespace onnxq::cli {
 
-// Defined in cmd_quantize.cc.
-void AddPreprocessOptions(ArgParser& p);
-StatusOr<calib::PreprocessOptions> PreprocessFromArgs(const ArgParser& a);
-std::function<bool(const std::string&, int64_t, int64_t)> TerminalProgress();
 
 namespace {
 
@@ -26,22 +23,23 @@ int RunEval(const std::vector<std::string>& args) {
   p.Option("labels", 0, "TSV", "labels.tsv (default: DIR/labels.tsv)");
   p.Option("skip", 0, "N", "skip the first N samples", ArgKind::kInt).Default("0");
   p.Option("count", 0, "N", "evaluate N samples (default: all the rest)", ArgKind::kInt);
-  AddPreprocessOptions(p);
+  AddDataOptions(p);
+  AddModelLimitOptions(p);
   p.Option("reference", 0, "FLOAT_MODEL", "compare against this model: top-1 agreement, mean KL");
   p.Option("batch", 0, "N", "batch size", ArgKind::kInt).Default("8");
   p.Option("threads", 0, "N", "threads (default: all cores)", ArgKind::kInt).Default("0");
   p.Flag("json", 0, "print the result as JSON");
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
     calib::DatasetOptions dopt;
-    ONNXQ_ASSIGN_OR_RETURN(dopt.preprocess, PreprocessFromArgs(a));
+    ONNXQ_RETURN_IF_ERROR(DataOptionsFromArgs(a, &dopt));
     dopt.labels = a.Get("labels");
     dopt.skip = a.GetInt("skip");
     if (a.Has("count")) dopt.count = a.GetInt("count");
     ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("data"), dopt));
-    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
+    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
     std::optional<Model> ref;
     if (a.Has("reference")) {
-      ONNXQ_ASSIGN_OR_RETURN(ref, LoadModel(a.Get("reference")));
+      ONNXQ_ASSIGN_OR_RETURN(ref, LoadModelWithLimits(a, a.Get("reference")));
     }
     quant::EvalOptions eo;
     eo.threads = static_cast<int>(a.GetInt("threads"));

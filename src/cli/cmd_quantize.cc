@@ -1,5 +1,5 @@
-// `onnxq quantize MODEL -o OUT --calib PATH ...`: post-training static quantization to a QDQ model.
-// Also defines the data/preprocessing options shared with `onnxq eval` and `onnxq calibrate`.
+// `onnxq quantize MODEL -o OUT --calib PATH ...`: post-training static quantization to a QDQ model
+// (or, with --mode dynamic, dynamic-range quantization without calibration data).
 #include <unistd.h>
 
 #include <cstdio>
@@ -7,90 +7,60 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "onnxq/base/file.h"
 #include "onnxq/base/thread_pool.h"
 #include "onnxq/calib/dataset.h"
 #include "onnxq/onnx/model_io.h"
+#include "onnxq/quant/quantize_dynamic.h"
 #include "onnxq/quant/quantize_model.h"
 
 namespace onnxq::cli {
-
-// ---- shared by cmd_quantize.cc, cmd_eval.cc and cmd_calibrate.cc
-void AddPreprocessOptions(ArgParser& p) {
-  std::string presets;
-  for (const auto& n : calib::PreprocessPresetNames()) presets += (presets.empty() ? "" : ", ") + n;
-  p.Option("preprocess", 0, "PRESET", "image preprocessing preset (" + presets +
-                                          "); the flags below override its fields");
-  p.Option("resize", 0, "N", "resize the shorter side to N pixels (0: no resize)", ArgKind::kInt);
-  p.Option("crop", 0, "HxW", "center crop (e.g. 224 or 224x224; 0: none)");
-  p.Option("scale", 0, "S", "pixel multiplier before mean/std (default 1/255)", ArgKind::kDouble);
-  p.Option("mean", 0, "R,G,B", "per-channel mean subtracted after scaling");
-  p.Option("std", 0, "R,G,B", "per-channel std dividing after the mean");
-  p.Flag("bgr", 0, "channel order BGR instead of RGB");
-  p.Option("layout", 0, "NCHW|NHWC", "tensor layout").Choices({"NCHW", "NHWC"});
-}
-
-static StatusOr<std::array<float, 3>> Triple(const std::string& s, const std::string& what) {
-  std::array<float, 3> out{};
-  std::stringstream ss(s);
-  std::string item;
-  int k = 0;
-  while (std::getline(ss, item, ',')) {
-    if (k >= 3) return InvalidArgument(what, " wants three comma-separated numbers, got '", s, "'");
-    ONNXQ_ASSIGN_OR_RETURN(double v, ParseDouble(item));
-    out[static_cast<size_t>(k++)] = static_cast<float>(v);
-  }
-  if (k == 1) out[1] = out[2] = out[0];
-  else if (k != 3) return InvalidArgument(what, " wants three comma-separated numbers, got '", s, "'");
-  return out;
-}
-
-StatusOr<calib::PreprocessOptions> PreprocessFromArgs(const ArgParser& a) {
-  calib::PreprocessOptions o;
-  if (a.Has("preprocess")) {
-    ONNXQ_ASSIGN_OR_RETURN(o, calib::PreprocessPreset(a.Get("preprocess")));
-  }
-  if (a.Has("resize")) o.resize_shorter = static_cast<int>(a.GetInt("resize"));
-  if (a.Has("crop")) {
-    std::string c = a.Get("crop");
-    size_t x = c.find('x');
-    ONNXQ_ASSIGN_OR_RETURN(int64_t h, ParseInt(c.substr(0, x)));
-    int64_t w = h;
-    if (x != std::string::npos) {
-      ONNXQ_ASSIGN_OR_RETURN(w, ParseInt(c.substr(x + 1)));
-    }
-    o.crop_height = static_cast<int>(h);
-    o.crop_width = static_cast<int>(w);
-  }
-  if (a.Has("scale")) o.scale = static_cast<float>(a.GetDouble("scale"));
-  if (a.Has("mean")) {
-    ONNXQ_ASSIGN_OR_RETURN(o.mean, Triple(a.Get("mean"), "--mean"));
-  }
-  if (a.Has("std")) {
-    ONNXQ_ASSIGN_OR_RETURN(o.std, Triple(a.Get("std"), "--std"));
-  }
-  if (a.GetFlag("bgr")) o.bgr = true;
-  if (a.Has("layout")) o.layout = a.Get("layout") == "NHWC" ? calib::ImageLayout::kNHWC : calib::ImageLayout::kNCHW;
-  ONNXQ_RETURN_IF_ERROR(o.Validate());
-  return o;
-}
-
-// A one-line progress bar on stderr, only when stderr is a terminal.
-std::function<bool(const std::string&, int64_t, int64_t)> TerminalProgress() {
-  if (!isatty(fileno(stderr))) return nullptr;
-  return [](const std::string& stage, int64_t done, int64_t total) {
-    const int width = 30;
-    int fill = total > 0 ? static_cast<int>(width * done / total) : width;
-    std::fprintf(stderr, "\r%-28s [%s%s] %lld/%lld", stage.c_str(), std::string(fill, '#').c_str(),
-                 std::string(width - fill, ' ').c_str(), static_cast<long long>(done),
-                 static_cast<long long>(total));
-    if (done >= total) std::fputc('\n', stderr);
-    std::fflush(stderr);
-    return true;
-  };
-}
-
 namespace {
+
+// --mode dynamic (include/onnxq/quant/quantize_dynamic.h): int8 weights, activations quantized at
+// run time (DynamicQuantizeLinear + ConvInteger / MatMulInteger); no calibration data.
+Status RunDynamic(const ArgParser& a) {
+  for (const char* opt : {"calib", "calib-count", "labels", "stats", "calibrator", "percentile", "act-bits",
+                          "cle", "bias-correction", "rounding", "rounding-samples", "layer-bits",
+                          "weight-bits-avg", "weight-memory", "bops", "candidate-bits", "sensitivity-samples"})
+    if (a.Has(opt)) return InvalidArgument("--", opt, " applies to --mode static only");
+  quant::DynamicQuantizeOptions o;
+  o.per_channel = a.Get("weight-granularity") == "per-channel";
+  o.weight_scale = a.Get("weight-scale");
+  o.weight_bits = static_cast<int>(a.GetInt("weight-bits"));
+  o.exclude = a.GetAll("exclude");
+  o.threads = static_cast<int>(a.GetInt("threads"));
+  o.eval_batch_size = a.GetInt("eval-batch");
+  ONNXQ_RETURN_IF_ERROR(o.Validate());
+  std::unique_ptr<calib::Dataset> eval;
+  if (a.Has("eval")) {
+    calib::DatasetOptions dopt;
+    ONNXQ_RETURN_IF_ERROR(DataOptionsFromArgs(a, &dopt));
+    dopt.skip = a.GetInt("eval-skip");
+    if (a.Has("eval-count")) dopt.count = a.GetInt("eval-count");
+    ONNXQ_ASSIGN_OR_RETURN(eval, calib::Dataset::Open(a.Get("eval"), dopt));
+    o.eval_data = eval.get();
+    if (auto bar = TerminalProgress()) o.eval_progress = [bar](int64_t d, int64_t t) { return bar("evaluate", d, t); };
+  } else if (a.Has("eval-skip") || a.Has("eval-count")) {
+    return InvalidArgument("--eval-skip / --eval-count need --eval DATA");
+  }
+  ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
+  ONNXQ_ASSIGN_OR_RETURN(quant::DynamicQuantizeResult r, quant::QuantizeDynamic(model, o, a.Arg("MODEL")));
+  Status s = SaveModel(r.quantized, a.Get("output"));
+  if (!s.ok()) return s.Prepend("cannot write '" + a.Get("output") + "'");
+  if (a.Has("report")) {
+    Status rs = AtomicWriteFile(a.Get("report"), r.report_json + "\n");
+    if (!rs.ok()) return rs.Prepend("cannot write the report");
+  }
+  if (r.evaluation) {
+    const quant::EvalResult& e = *r.evaluation;
+    if (e.has_labels) std::printf("top-1 %.2f %% (float %.2f %%), ", 100 * e.top1, 100 * e.reference_top1);
+    std::printf("top-1 agreement with float %.2f %%, mean KL %.6f on %lld samples\n", 100 * e.top1_agreement,
+                e.mean_kl, static_cast<long long>(e.count));
+  }
+  return Status::Ok();
+}
 
 int RunQuantize(const std::vector<std::string>& args) {
   ArgParser p("quantize",
@@ -104,7 +74,8 @@ int RunQuantize(const std::vector<std::string>& args) {
   p.Option("calib-count", 0, "N", "use the first N samples (labels.tsv order, else sorted names)",
            ArgKind::kInt);
   p.Option("labels", 0, "TSV", "labels.tsv defining the sample order (default: PATH/labels.tsv)");
-  AddPreprocessOptions(p);
+  AddDataOptions(p);
+  AddModelLimitOptions(p);
   p.Option("calibrator", 0, "METHOD", "activation range: minmax|percentile|mse|kl|auto").Default("auto");
   p.Option("percentile", 0, "P", "percentile for --calibrator percentile", ArgKind::kDouble).Default("99.999");
   p.Option("weight-granularity", 0, "G", "per-channel|per-tensor").Default("per-channel")
@@ -120,10 +91,35 @@ int RunQuantize(const std::vector<std::string>& args) {
       .Default("auto");
   p.Option("bias-correction", 0, "auto|on|off", "empirical bias correction (auto: on for per-tensor or sub-8-bit weights)")
       .Default("auto");
+  p.Option("rounding", 0, "M", "weight rounding: nearest or gptq (error-compensating, Hessians from the "
+                               "first --rounding-samples calibration samples)").Default("nearest")
+      .Choices({"nearest", "gptq"});
+  p.Option("rounding-samples", 0, "N", "calibration samples for GPTQ's Hessians", ArgKind::kInt).Default("64");
+  p.Option("layer-bits", 0, "NODE=B", "weight bits of one layer (node name), overriding --weight-bits")
+      .Repeated();
+  p.Option("weight-bits-avg", 0, "B", "mixed precision: per-layer weight bits chosen from the measured "
+                                      "sensitivity so that the average over all weights is <= B", ArgKind::kDouble);
+  p.Option("weight-memory", 0, "M", "mixed precision budget: packed weight memory (weights at their bits + "
+                                    "fp32 scales), a fraction of float32 if <= 1, else bytes", ArgKind::kDouble);
+  p.Option("bops", 0, "N", "mixed precision budget: sum of MACs x weight bits x activation bits", ArgKind::kDouble);
+  p.Option("candidate-bits", 0, "LIST", "weight bit widths the allocator may choose, e.g. 2,3,4,5,6,7,8")
+      .Default("2,3,4,5,6,7,8");
+  p.Option("sensitivity-samples", 0, "N", "calibration samples for the per-layer sensitivity (the last ones)",
+           ArgKind::kInt).Default("32");
   p.Option("stats", 0, "FILE", "use observer statistics from `onnxq calibrate` instead of calibrating");
   p.Option("report", 0, "JSON", "write the quantization report here");
   p.Option("threads", 0, "N", "threads (default: all cores)", ArgKind::kInt).Default("0");
+  p.Option("mode", 0, "M", "static: calibrated QDQ model; dynamic: int8 weights, activations quantized at "
+                           "run time (DynamicQuantizeLinear + ConvInteger / MatMulInteger), no calibration data")
+      .Default("static").Choices({"static", "dynamic"});
+  p.Option("eval", 0, "PATH", "--mode dynamic: labelled images (or .npy) to measure accuracy against the "
+                              "float model (in the report)");
+  p.Option("eval-skip", 0, "N", "--mode dynamic: skip the first N evaluation samples", ArgKind::kInt).Default("0");
+  p.Option("eval-count", 0, "N", "--mode dynamic: evaluate N samples (default: all the rest)", ArgKind::kInt);
+  p.Option("eval-batch", 0, "N", "--mode dynamic: evaluation batch (activation ranges span the batch)",
+           ArgKind::kInt).Default("1");
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
+    if (a.Get("mode") == "dynamic") return RunDynamic(a);
     quant::QuantizeConfig cfg;
     cfg.calibrator = a.Get("calibrator");
     cfg.percentile = a.GetDouble("percentile");
@@ -136,6 +132,19 @@ int RunQuantize(const std::vector<std::string>& args) {
     ONNXQ_ASSIGN_OR_RETURN(cfg.bias_correction, quant::ParseToggle(a.Get("bias-correction"), "--bias-correction"));
     cfg.threads = static_cast<int>(a.GetInt("threads"));
     cfg.stats_path = a.Get("stats");
+    cfg.rounding = a.Get("rounding");
+    cfg.rounding_samples = a.GetInt("rounding-samples");
+    for (const std::string& lb : a.GetAll("layer-bits")) {
+      size_t eq = lb.rfind('=');
+      if (eq == std::string::npos || eq == 0) return InvalidArgument("--layer-bits wants NODE=BITS, got '", lb, "'");
+      ONNXQ_ASSIGN_OR_RETURN(int64_t b, ParseInt(lb.substr(eq + 1)));
+      cfg.layer_weight_bits[lb.substr(0, eq)] = static_cast<int>(b);
+    }
+    if (a.Has("weight-bits-avg")) cfg.weight_bits_avg = a.GetDouble("weight-bits-avg");
+    if (a.Has("weight-memory")) cfg.weight_memory = a.GetDouble("weight-memory");
+    if (a.Has("bops")) cfg.bops = a.GetDouble("bops");
+    ONNXQ_ASSIGN_OR_RETURN(cfg.candidate_bits, ParseBitList(a.Get("candidate-bits")));
+    cfg.sensitivity_samples = a.GetInt("sensitivity-samples");
     cfg.progress = TerminalProgress();
     if (cfg.act_bits != 8) return InvalidArgument("--act-bits: the QDQ export writes 8-bit activations");
     ONNXQ_RETURN_IF_ERROR(cfg.Validate());
@@ -144,13 +153,13 @@ int RunQuantize(const std::vector<std::string>& args) {
       return InvalidArgument("--bias-correction on needs --calib data");
     if (!a.Has("calib")) cfg.bias_correction = quant::Toggle::kOff;
 
-    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
+    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
     ThreadPool pool(cfg.threads);
     std::unique_ptr<calib::Dataset> data;
     std::unique_ptr<quant::CalibrationSource> source;
     if (a.Has("calib")) {
       calib::DatasetOptions dopt;
-      ONNXQ_ASSIGN_OR_RETURN(dopt.preprocess, PreprocessFromArgs(a));
+      ONNXQ_RETURN_IF_ERROR(DataOptionsFromArgs(a, &dopt));
       dopt.labels = a.Get("labels");
       if (a.Has("calib-count")) dopt.count = a.GetInt("calib-count");
       ONNXQ_ASSIGN_OR_RETURN(data, calib::Dataset::Open(a.Get("calib"), dopt));

@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/common_options.h"
 #include "onnxq/base/npy.h"
 #include "onnxq/kernels/cpu.h"
 #include "onnxq/onnx/model_io.h"
@@ -26,8 +27,9 @@ int RunRun(const std::vector<std::string>& args) {
   p.Option("isa", 0, "ISA", "force the kernels' instruction set").Choices({"reference", "avx2", "avx512"});
   p.Flag("float-qdq", 0, "QDQ models: compute Q/DQ nodes in float (the fake-quant reference) "
                          "instead of lowering the quantized patterns to integer kernels");
+  AddModelLimitOptions(p);
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
-    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL")));
+    ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
     SessionOptions opts;
     opts.num_threads = static_cast<int>(a.GetInt("threads", 0));
     opts.integer_qdq = !a.GetFlag("float-qdq");

@@ -2,7 +2,13 @@
 // model (or images) offers the same limits with the same defaults and help text.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "cli/args.h"
+#include "onnxq/calib/dataset.h"
 #include "onnxq/base/status.h"
 #include "onnxq/onnx/model_io.h"
 
@@ -11,5 +17,20 @@ namespace onnxq::cli {
 // --max-model-bytes, --max-tensor-elements: the importer's safety limits (defaults: ImportOptions).
 void AddModelLimitOptions(ArgParser& p);
 StatusOr<ImportOptions> ImportOptionsFromArgs(const ArgParser& a);
+// LoadModel with the limits of AddModelLimitOptions.
+StatusOr<Model> LoadModelWithLimits(const ArgParser& a, const std::string& path);
+
+// Image/.npy data: --preprocess PRESET and the flags that override its fields (--resize, --crop,
+// --scale, --mean, --std, --bgr, --layout), and --max-image-pixels.
+void AddDataOptions(ArgParser& p);
+StatusOr<calib::PreprocessOptions> PreprocessFromArgs(const ArgParser& a);
+// Sets options->preprocess and options->image_limits from AddDataOptions' flags.
+Status DataOptionsFromArgs(const ArgParser& a, calib::DatasetOptions* options);
+
+// A one-line progress bar on stderr, only when stderr is a terminal (else nullptr).
+std::function<bool(const std::string&, int64_t, int64_t)> TerminalProgress();
+
+// "2,3,4,8" -> {2, 3, 4, 8}; each in 2..8 (--candidate-bits, --bits).
+StatusOr<std::vector<int>> ParseBitList(const std::string& s);
 
 }  // namespace onnxq::cli

@@ -66,3 +66,30 @@ def test_example_builds_against_installed_package(installed, repo_root, tmp_path
     result = subprocess.run([str(build / "inspect_model"), str(missing)], capture_output=True, text=True)
     assert result.returncode == 1
     assert str(missing) in result.stderr
+
+
+def test_quantize_example_matches_the_cli(installed, repo_root, tmp_path, mobilenetv2_path,
+                                          shared_dir, onnxq_cli):
+    """examples/cpp/quantize.cpp, built against the installed package, writes the same bytes as
+    `onnxq quantize` with the same data and defaults, and reports float vs int8 accuracy."""
+    build = tmp_path / "build"
+    configure = ["cmake", "-S", repo_root / "examples" / "cpp", "-B", build,
+                 f"-DCMAKE_PREFIX_PATH={installed}", "-DCMAKE_BUILD_TYPE=Release"]
+    if shutil.which("ninja"):
+        configure += ["-G", "Ninja"]
+    run(configure)
+    run(["cmake", "--build", build, "--target", "quantize"])
+    images = shared_dir / "data" / "imagenet-sample"
+    out = run([build / "quantize", mobilenetv2_path, images, tmp_path / "ex.onnx",
+               "--preprocess", "imagenet-tf", "--calib-count", 16, "--eval-count", 16]).stdout
+    assert "top-1" in out and "weights (MB)" in out and "latency, batch 1 (ms)" in out
+    agreement = float(out.split("top-1 agreement ")[1].split(" %")[0])
+    assert agreement >= 87.5, out  # 16 images: at most 2 flips
+    run([onnxq_cli, "quantize", mobilenetv2_path, "-o", tmp_path / "cli.onnx", "--calib", images,
+         "--calib-count", 16, "--preprocess", "imagenet-tf"])
+    assert (tmp_path / "ex.onnx").read_bytes() == (tmp_path / "cli.onnx").read_bytes()
+
+    bad = subprocess.run([str(build / "quantize"), str(mobilenetv2_path), str(tmp_path / "nowhere"),
+                          str(tmp_path / "x.onnx")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "nowhere" in bad.stderr
+    assert not (tmp_path / "x.onnx").exists()
