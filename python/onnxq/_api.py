@@ -7,30 +7,20 @@ quantize_model.cc) and the C++ evaluator (src/quant/evaluate.cc).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import sys
-import tempfile
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 
 from . import _onnxq
 from .config import QuantConfig, config_dict
-from .data import ImageFolder, _split_preprocess
+from .data import ImageFolder
 from .progress import Callback, ProgressArg, Reporter
 from .report import Report, Sensitivity
 
 PathLike = Union[str, os.PathLike]
 _DATASET_KEYS = ("preprocess", "calib_count", "calib_skip", "labels")
-
-# Whether the compiled quantize takes a "progress" config key (a callable(stage, done, total) ->
-# bool). Probed on first use: the binding rejects an unknown key while parsing the config, before
-# any work.
-_binding_progress: Optional[bool] = None
-
 
 class QuantizationResult:
     """What ``onnxq.quantize`` returns: the QDQ ``model``, the ``report`` and ``save(path)``."""
@@ -97,27 +87,11 @@ def _calibration_argument(data: Any, cfg: Dict[str, Any], reporter: Reporter):
 
 
 def _call_quantize(model, data, cfg: Dict[str, Any], reporter: Reporter):
-    global _binding_progress
-    if reporter.active and _binding_progress is not False:
-        try:
-            result = _onnxq.quantize(model, data, {**cfg, "progress": reporter})
-            _binding_progress = True
-            return result
-        except TypeError as e:
-            if "'progress'" not in str(e):
-                raise
-            _binding_progress = False
-            # The binding rejects the key while parsing the config, before reading the data.
-        except BaseException:
-            _binding_progress = True  # the key was accepted (the call failed or was cancelled later)
-            raise
+    # The C++ flow calls `reporter` after every batch (with the GIL); it also checks for Ctrl-C there,
+    # so the call can be cancelled mid-way.
+    if reporter.active:
+        return _onnxq.quantize(model, data, {**cfg, "progress": reporter})
     return _onnxq.quantize(model, data, cfg)
-
-
-def binding_reports_progress() -> Optional[bool]:
-    """Whether the compiled quantize streams the C++ flow's progress (and so can be cancelled
-    mid-way): None until a quantize call with progress or a callback has found out."""
-    return _binding_progress
 
 
 def quantize(model: Union["_onnxq.Model", PathLike], calibration_data: Any,
@@ -208,45 +182,6 @@ def allocate_bits(model: Union["_onnxq.Model", PathLike], sensitivity: Mapping[s
 
 # ---------------------------------------------------------------- evaluate
 
-@contextlib.contextmanager
-def _stdout_to(path: str):
-    """Redirects file descriptor 1 (C stdio included) to `path` for the duration."""
-    libc = ctypes.CDLL(None)
-    sys.stdout.flush()
-    libc.fflush(None)
-    saved = os.dup(1)
-    try:
-        with open(path, "wb") as f:
-            os.dup2(f.fileno(), 1)
-            try:
-                yield
-            finally:
-                libc.fflush(None)
-                os.dup2(saved, 1)
-    finally:
-        os.close(saved)
-
-
-def _cli_preprocess_args(folder: ImageFolder):
-    preset, opts = _split_preprocess(folder.preprocess)
-    args = []
-    if preset is not None:
-        args += ["--preprocess", preset]
-    for k, v in opts.items():
-        if k == "bgr":
-            if v:
-                args.append("--bgr")
-        elif k in ("mean", "std"):
-            args += [f"--{k}", ",".join(str(float(x)) for x in v)]
-        elif k == "crop":
-            if v is None:
-                v = 0
-            args += ["--crop", str(v) if isinstance(v, int) else f"{v[0]}x{v[1]}"]
-        else:
-            args += [f"--{k}", str(v)]
-    return args
-
-
 def evaluate(model: Union["_onnxq.Model", PathLike], data: Union[ImageFolder, PathLike], *,
              reference: Union[None, "_onnxq.Model", PathLike] = None, preprocess=None,
              batch_size: int = 8, threads: int = 0) -> Dict[str, Any]:
@@ -257,61 +192,10 @@ def evaluate(model: Union["_onnxq.Model", PathLike], data: Union[ImageFolder, Pa
     Returns a dict: count, top1, top5 (fractions; with labels), reference_top1/5, top1_agreement,
     mean_kl (with a reference): the result of ``onnxq eval --json``.
     """
-    # Open the data and the models here so that bad input raises the C++ error's own class.
-    if isinstance(model, (str, os.PathLike)):
-        _onnxq.load(os.fspath(model))
-    if isinstance(reference, (str, os.PathLike)):
-        _onnxq.load(os.fspath(reference))
     if not isinstance(data, ImageFolder):
         data = ImageFolder(data, preprocess)
     elif preprocess is not None:
         raise ValueError("preprocess is set on the ImageFolder")
-    compiled = getattr(_onnxq, "evaluate", None)
-    if compiled is not None:
-        fs = (lambda m: os.fspath(m) if isinstance(m, os.PathLike) else m)
-        return dict(compiled(fs(model), data.dataset, reference=fs(reference), batch_size=batch_size,
-                             threads=threads))
-    # This build binds no evaluate(): run the `onnxq eval` command in-process (the same C++
-    # Evaluate) and read its JSON.
-    if not hasattr(_onnxq, "cli_main"):
-        raise NotImplementedError("this build of the onnxq module has neither evaluate() nor the CLI commands")
-    with tempfile.TemporaryDirectory(prefix="onnxq-eval-") as tmp:
-        def as_path(m, name):
-            if isinstance(m, (str, os.PathLike)):
-                return os.fspath(m)
-            p = os.path.join(tmp, name)
-            _onnxq.save(m, p)
-            return p
-
-        args = ["eval", as_path(model, "model.onnx"), "--data", data.path, "--json",
-                "--batch", str(batch_size), "--threads", str(threads), "--skip", str(data.skip)]
-        if data.count is not None:
-            args += ["--count", str(data.count)]
-        if data.labels_path:
-            args += ["--labels", data.labels_path]
-        if reference is not None:
-            args += ["--reference", as_path(reference, "reference.onnx")]
-        args += _cli_preprocess_args(data)
-        out = os.path.join(tmp, "eval.json")
-        err = os.path.join(tmp, "eval.err")
-        saved_err = os.dup(2)
-        try:
-            with open(err, "wb") as ef:
-                os.dup2(ef.fileno(), 2)
-                try:
-                    with _stdout_to(out):
-                        code = _onnxq.cli_main(args)
-                finally:
-                    ctypes.CDLL(None).fflush(None)
-                    os.dup2(saved_err, 2)
-        finally:
-            os.close(saved_err)
-        if code != 0:
-            with open(err, encoding="utf-8", errors="replace") as f:
-                msg = f.read().strip().splitlines()
-            text = msg[-1] if msg else f"onnxq eval exited with code {code}"
-            if text.startswith("onnxq: error: "):
-                text = text[len("onnxq: error: "):]
-            raise _onnxq.OnnxqError(text)
-        with open(out, encoding="utf-8") as f:
-            return json.loads(f.read().strip().splitlines()[-1])
+    fs = (lambda m: os.fspath(m) if isinstance(m, (str, os.PathLike)) else m)
+    return dict(_onnxq.evaluate(fs(model), data.dataset, reference=fs(reference), batch_size=batch_size,
+                                threads=threads))

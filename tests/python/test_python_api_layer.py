@@ -192,9 +192,8 @@ def test_progress_callback_sees_every_stage_and_can_cancel(model_path, tmp_path)
     assert r.model is not None
     loads = [e for e in events if e[0] == "load data"]
     assert [e[1] for e in loads] == list(range(1, 9))
-    if onnxq._api.binding_reports_progress():
-        calib = [e for e in events if e[0] == "calibrate"]
-        assert calib and calib[-1][1] == calib[-1][2] == 8
+    calib = [e for e in events if e[0] == "calibrate"]
+    assert calib and calib[-1][1] == calib[-1][2] == 8
     out = tmp_path / "never.onnx"
     with pytest.raises(onnxq.CancelledError) as e:
         onnxq.quantize(model_path, _calib(8), {"threads": 1}, callback=lambda s, d, t: d < 3)
@@ -394,12 +393,8 @@ def test_tqdm_progress_bar(model_path, capsys):
 
 
 def test_ctrl_c_during_the_cpp_calibration(model_path):
-    """Needs a binding that streams the C++ flow's progress (the "progress" config key)."""
     seen = []
     onnxq.quantize(model_path, _calib(16), {"threads": 1, "batch_size": 4}, callback=lambda *e: seen.append(e))
-    if not onnxq._api.binding_reports_progress():
-        pytest.skip("the compiled quantize does not take a progress callback yet: Ctrl-C takes effect "
-                    "when the C++ flow returns")
     assert [e for e in seen if e[0] == "calibrate"][-1][1:] == (16, 16)
 
     def interrupt(stage, done, total):
