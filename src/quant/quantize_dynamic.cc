@@ -402,13 +402,8 @@ StatusOr<DynamicQuantizeResult> QuantizeDynamic(const Model& float_model, const 
   j.Field("tool", "onnxq quantize --mode dynamic");
   j.Key("config").Raw(o.ToJson());
   j.Key("inputs").BeginObject();
-  j.Key("model").BeginObject();
-  j.Field("path", model_path);
-  if (!model_path.empty()) {
-    auto h = Sha256File(model_path);
-    j.Field("sha256", h.ok() ? *h : std::string("unreadable"));
-  }
-  j.EndObject();
+  j.Key("model");
+  WriteModelFingerprint(j, model_path);
   if (o.eval_data != nullptr) {
     j.Key("evaluation_data").BeginObject();
     j.Field("samples", o.eval_data->size());

@@ -890,13 +890,8 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   j.Field("tool", "onnxq quantize");
   j.Key("config").Raw(config.ToJson());
   j.Key("inputs").BeginObject();
-  j.Key("model").BeginObject();
-  j.Field("path", model_path);
-  if (!model_path.empty()) {
-    auto h = Sha256File(model_path);
-    j.Field("sha256", h.ok() ? *h : std::string("unreadable"));
-  }
-  j.EndObject();
+  j.Key("model");
+  WriteModelFingerprint(j, model_path);
   if (config.stats_path.empty()) {
     j.Key("calibration").BeginArray();
     for (const auto& [name, hash] : calibration.Fingerprints())

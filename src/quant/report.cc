@@ -199,4 +199,14 @@ StatusOr<std::string> Sha256File(const std::string& path) {
   return h.HexDigest();
 }
 
+void WriteModelFingerprint(JsonWriter& j, const std::string& model_path) {
+  j.BeginObject();
+  j.Field("path", model_path);
+  if (!model_path.empty()) {
+    auto h = Sha256File(model_path);
+    j.Field("sha256", h.ok() ? *h : std::string("unreadable"));
+  }
+  j.EndObject();
+}
+
 }  // namespace onnxq::quant

@@ -1,14 +1,16 @@
 """`pip install .` from the source tree into a new virtual environment builds the C++ core with
 scikit-build-core, and `import onnxq` then works from another folder (quantize included, checked
-against ONNX Runtime); `pip wheel .` gives a wheel that installs and works in a second new venv.
+against ONNX Runtime) and the notebook runs top to bottom on that venv's kernel; `pip wheel .`
+gives a wheel that installs and works in a second new venv.
 
-This compiles the whole C++ library (15 to 25 minutes on 2 busy cores), so it is opt-in:
-ONNXQ_TEST_PIP=1. The build uses --no-build-isolation with the scikit-build-core and pybind11
-versions pinned in requirements-dev.txt installed into the new venv (from the package index, or
+This compiles the whole C++ library (2 minutes on 2 idle cores with the notebook run, 15 to 25 on
+busy ones), so it runs only with ONNXQ_TEST_PIP=1: scripts/test's `pip` stage sets it. The build
+uses --no-build-isolation with the scikit-build-core and pybind11 versions pinned in requirements-dev.txt installed into the new venv (from the package index, or
 from PIP_FIND_LINKS / a local index when there is no network), and a build directory shared
 between the install and the wheel, so the wheel step only re-packages.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -80,9 +82,35 @@ def _check_installed(python, folder):
     assert "Conv" in r.stdout
 
 
+def _run_notebook(python, tmp_path):
+    """The notebook, top to bottom, on a kernel of the installed venv (no PYTHONPATH, run from a
+    folder outside the source tree), as a user who ran `pip install .` would open it."""
+    shared = pathlib.Path(os.environ.get("ONNXQ_SHARED") or REPO.parent / "shared")
+    if not (shared / "models" / "mobilenetv2-1.0.onnx").is_file():
+        return  # the install itself is checked; the notebook needs the shared model
+    _run([python, "-m", "pip", "install", "-q", _pin("nbconvert"), _pin("ipykernel"), _pin("matplotlib"),
+          _pin("tqdm")])
+    work = tmp_path / "notebook"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JUPYTER_PATH")}
+    env.update(ONNXQ_SHARED=str(shared), ONNXQ_NB_CALIB="16", ONNXQ_NB_EVAL="24", ONNXQ_NB_BUDGETS="0.2",
+               ONNXQ_NB_OUT=str(work / "out"), MPLBACKEND="Agg", JUPYTER_PLATFORM_DIRS="1",
+               IPYTHONDIR=str(tmp_path / "ipython"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter-data"))
+    _run([python, "-m", "ipykernel", "install", "--user", "--name", "onnxq-pip"], env=env)
+    notebook = REPO / "examples" / "notebooks" / "mobilenetv2_ptq.ipynb"
+    _run([python, "-m", "nbconvert", "--to", "notebook", "--execute", notebook,
+          "--ExecutePreprocessor.kernel_name=onnxq-pip", "--ExecutePreprocessor.timeout=900",
+          "--output", work / "executed.ipynb"], cwd=work, env=env, timeout=1800)
+    nb = json.loads((work / "executed.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c["execution_count"] for c in code)
+    assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    assert (work / "out" / "mobilenetv2_int8.onnx").is_file()
+
+
 def test_pip_install_in_a_new_venv(tmp_path):
     if os.environ.get("ONNXQ_TEST_PIP") != "1":
-        pytest.skip("set ONNXQ_TEST_PIP=1: pip install . compiles the whole C++ core (15-25 min on 2 cores)")
+        pytest.skip("run by scripts/test's pip stage (ONNXQ_TEST_PIP=1): pip install . compiles the whole C++ core")
     python = _venv(tmp_path / "venv")
     _run([python, "-m", "pip", "install", "-q", _pin("scikit-build-core"), _pin("pybind11")])
     build_dir = tmp_path / "skbuild"
@@ -92,6 +120,7 @@ def test_pip_install_in_a_new_venv(tmp_path):
     _run([python, "-m", "pip", "install", "--no-build-isolation", "-C", f"build-dir={build_dir}", REPO],
          cwd=tmp_path, env=env, timeout=3600)
     _check_installed(python, tmp_path / "elsewhere")
+    _run_notebook(python, tmp_path)
 
     # The wheel, installed into a second new venv.
     dist = tmp_path / "dist"

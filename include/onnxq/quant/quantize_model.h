@@ -137,5 +137,9 @@ std::string StatsFingerprint(const PreparedModel& prepared, const QuantizeConfig
 // SHA-256 hex of bytes / of a file.
 std::string Sha256Hex(const void* data, size_t size);
 StatusOr<std::string> Sha256File(const std::string& path);
+// {"path": ..., "sha256": ...} of the input model for a report ("sha256" omitted without a path,
+// "unreadable" if the file cannot be read any more).
+class JsonWriter;
+void WriteModelFingerprint(JsonWriter& j, const std::string& model_path);
 
 }  // namespace onnxq::quant
