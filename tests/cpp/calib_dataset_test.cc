@@ -2,35 +2,19 @@
 
 #include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 
 #include "onnxq/base/npy.h"
 #include "onnxq/base/thread_pool.h"
+#include "test_temp_dir.h"
 
 namespace onnxq::calib {
 namespace {
 
-namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    static int n = 0;
-    path_ = fs::temp_directory_path() / ("onnxq_ds_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
+using ::onnxq::test_util::TempDir;
 
 Image Pattern(int w, int h, int seed) {
   Image img;

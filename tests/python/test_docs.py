@@ -12,6 +12,9 @@ For each fenced block:
 - ```cmake: the find_package/target_link_libraries lines that examples/cpp/CMakeLists.txt uses
   (built against an install by test_install_find_package.py);
 - ```text and untagged blocks: output samples and signatures; they must not hold commands.
+On every page (the reference pages too: cli, quantization, mixed-precision, ...), each `onnxq <command>`
+line, runnable or a synopsis with placeholders, must name a real command and only options its
+--help lists.
 """
 
 import os
@@ -234,3 +237,40 @@ def test_demo_script(repo_root):
     assert run.returncode == 0, run.stderr[-3000:]
     for row in ("top-1 (400 images)", "top-5", "model file size", "latency, ONNX Runtime 1 thread"):
         assert row in run.stdout
+
+
+# Every page, including the reference pages (cli, quantization, kernels, ...) whose command lines
+# are synopses with placeholders (MODEL, DIR) or benchmark recipes rather than runnable commands.
+ALL_PAGES = ["README.md"] + sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md"))
+SYNOPSIS = re.compile(r"^\s*(?:\$ )?(?:[A-Z_]+=\S+ )*(?:build/bin/|build-\w+/bin/)?onnxq (?!<)([a-z][a-z-]*)(.*)$")
+
+
+def _help(onnxq_cli, *args):
+    run = subprocess.run([str(onnxq_cli), *args, "--help"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_every_onnxq_command_line_in_the_docs_names_real_options(onnxq_cli):
+    """Each `onnxq <command> ...` line of any page (runnable or a synopsis) names a command that
+    exists and only options that command's --help lists, so the docs cannot drift from the CLI."""
+    commands = _help(onnxq_cli)
+    helps, checked = {}, 0
+    for page in ALL_PAGES:
+        for lang, body in blocks(page):
+            if lang not in ("sh", "console", "bash", "shell", "text", ""):
+                continue
+            for line in body.replace("\\\n", " ").splitlines():  # join continued lines
+                m = SYNOPSIS.match(line)
+                if not m:
+                    continue
+                name, rest = m.group(1), m.group(2)
+                assert re.search(rf"^\s+{re.escape(name)}\b", commands, re.MULTILINE), \
+                    f"{page}: `onnxq {name}` is not a command:\n{line}"
+                if name not in helps:
+                    helps[name] = _help(onnxq_cli, name)
+                for opt in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest.split("#")[0]):
+                    assert re.search(rf"(?<![\w-]){re.escape(opt)}\b", helps[name]), \
+                        f"{page}: `onnxq {name}` has no option {opt}:\n{line}"
+                checked += 1
+    assert checked >= 15, checked
