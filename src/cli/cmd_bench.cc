@@ -24,15 +24,12 @@ int RunBench(const std::vector<std::string>& args) {
               "Time a model on onnxq's CPU executor. Inputs not given with --input are random\n"
               "(floats uniform in [-1, 1), integers zero); symbolic batch dims take --batch.");
   p.Positional("MODEL", "the .onnx file");
-  p.Option("threads", 't', "N", "worker threads (0: all cores)", ArgKind::kInt).Default("0");
   p.Option("batch", 'b', "B", "batch size for symbolic first dims", ArgKind::kInt).Default("1");
   p.Option("iters", 'n', "N", "timed runs", ArgKind::kInt).Default("20");
   p.Option("warmup", 0, "N", "untimed runs first (planning happens in the first)", ArgKind::kInt)
       .Default("3");
   p.Option("input", 'i', "NAME=FILE.npy", "a model input (repeat for each input)").Repeated();
-  p.Option("isa", 0, "ISA", "force the kernels' instruction set").Choices({"reference", "avx2", "avx512"});
-  p.Flag("float-qdq", 0, "QDQ models: compute Q/DQ nodes in float (the fake-quant reference) "
-                         "instead of lowering the quantized patterns to integer kernels");
+  AddSessionOptions(p);
   p.Flag("json", 0, "print JSON");
   AddModelLimitOptions(p);
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
@@ -41,12 +38,7 @@ int RunBench(const std::vector<std::string>& args) {
     if (iters < 1) return InvalidArgument("--iters must be >= 1");
     if (warmup < 0) return InvalidArgument("--warmup must be >= 0");
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
-    SessionOptions opts;
-    opts.num_threads = static_cast<int>(a.GetInt("threads", 0));
-    opts.integer_qdq = !a.GetFlag("float-qdq");
-    if (a.Has("isa")) {
-      ONNXQ_ASSIGN_OR_RETURN(opts.isa, kernels::ParseIsa(a.Get("isa")));
-    }
+    ONNXQ_ASSIGN_OR_RETURN(SessionOptions opts, SessionOptionsFromArgs(a));
     ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(model, opts));
     ONNXQ_ASSIGN_OR_RETURN(auto given, LoadNpyFeeds(a.GetAll("input")));
     ONNXQ_ASSIGN_OR_RETURN(auto feeds, RandomFeeds(model, batch, 12345, std::move(given)));

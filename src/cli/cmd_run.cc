@@ -8,7 +8,6 @@
 #include "cli/command.h"
 #include "cli/common_options.h"
 #include "onnxq/base/npy.h"
-#include "onnxq/kernels/cpu.h"
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/runtime/feeds.h"
 #include "onnxq/runtime/session.h"
@@ -23,19 +22,11 @@ int RunRun(const std::vector<std::string>& args) {
   p.Positional("MODEL", "the .onnx file");
   p.Option("input", 'i', "NAME=FILE.npy", "a model input (repeat for each input)").Repeated();
   p.Option("output-dir", 'o', "DIR", "folder for the outputs (created if missing)").Required();
-  p.Option("threads", 't', "N", "worker threads (0: all cores)", ArgKind::kInt).Default("0");
-  p.Option("isa", 0, "ISA", "force the kernels' instruction set").Choices({"reference", "avx2", "avx512"});
-  p.Flag("float-qdq", 0, "QDQ models: compute Q/DQ nodes in float (the fake-quant reference) "
-                         "instead of lowering the quantized patterns to integer kernels");
+  AddSessionOptions(p);
   AddModelLimitOptions(p);
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
-    SessionOptions opts;
-    opts.num_threads = static_cast<int>(a.GetInt("threads", 0));
-    opts.integer_qdq = !a.GetFlag("float-qdq");
-    if (a.Has("isa")) {
-      ONNXQ_ASSIGN_OR_RETURN(opts.isa, kernels::ParseIsa(a.Get("isa")));
-    }
+    ONNXQ_ASSIGN_OR_RETURN(SessionOptions opts, SessionOptionsFromArgs(a));
     ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(model, opts));
     ONNXQ_ASSIGN_OR_RETURN(auto feeds, LoadNpyFeeds(a.GetAll("input")));
     ONNXQ_ASSIGN_OR_RETURN(auto outputs, session->Run(feeds));

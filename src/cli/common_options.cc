@@ -7,6 +7,8 @@
 #include <sstream>
 #include <string>
 
+#include "onnxq/kernels/cpu.h"
+
 namespace onnxq::cli {
 
 void AddModelLimitOptions(ArgParser& p) {
@@ -116,6 +118,23 @@ Status DataOptionsFromArgs(const ArgParser& a, calib::DatasetOptions* options) {
   if (options->image_limits.max_pixels < 1)
     return InvalidArgument("--max-image-pixels must be positive, got ", options->image_limits.max_pixels);
   return Status::Ok();
+}
+
+void AddSessionOptions(ArgParser& p) {
+  p.Option("threads", 't', "N", "worker threads (0: all cores)", ArgKind::kInt).Default("0");
+  p.Option("isa", 0, "ISA", "force the kernels' instruction set").Choices({"reference", "avx2", "avx512"});
+  p.Flag("float-qdq", 0, "QDQ models: compute Q/DQ nodes in float (the fake-quant reference) "
+                         "instead of lowering the quantized patterns to integer kernels");
+}
+
+StatusOr<SessionOptions> SessionOptionsFromArgs(const ArgParser& a) {
+  SessionOptions opts;
+  opts.num_threads = static_cast<int>(a.GetInt("threads", 0));
+  opts.integer_qdq = !a.GetFlag("float-qdq");
+  if (a.Has("isa")) {
+    ONNXQ_ASSIGN_OR_RETURN(opts.isa, kernels::ParseIsa(a.Get("isa")));
+  }
+  return opts;
 }
 
 StatusOr<Model> LoadModelWithLimits(const ArgParser& a, const std::string& path) {

@@ -11,6 +11,7 @@
 #include "onnxq/calib/dataset.h"
 #include "onnxq/base/status.h"
 #include "onnxq/onnx/model_io.h"
+#include "onnxq/runtime/session.h"
 
 namespace onnxq::cli {
 
@@ -19,6 +20,10 @@ void AddModelLimitOptions(ArgParser& p);
 StatusOr<ImportOptions> ImportOptionsFromArgs(const ArgParser& a);
 // LoadModel with the limits of AddModelLimitOptions.
 StatusOr<Model> LoadModelWithLimits(const ArgParser& a, const std::string& path);
+
+// Executor options of the commands that run a model (run, bench): --threads, --isa, --float-qdq.
+void AddSessionOptions(ArgParser& p);
+StatusOr<SessionOptions> SessionOptionsFromArgs(const ArgParser& a);
 
 // Image/.npy data: --preprocess PRESET and the flags that override its fields (--resize, --crop,
 // --scale, --mean, --std, --bgr, --layout), and --max-image-pixels.
