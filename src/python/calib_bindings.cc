@@ -14,75 +14,13 @@
 #include "onnxq/quant/quant_params.h"
 #include "onnxq/quant/weight_quant.h"
 #include "python/common.h"
+#include "python/numpy_tensor.h"
 
 namespace onnxq::python {
 namespace {
 
 using calib::CalibrationStats;
 using calib::HistogramObserver;
-
-// dtype fields are read through Python attributes: pybind11 2.10's direct struct access
-// (dtype::itemsize, array::nbytes, default strides) predates numpy 2's PyArray_Descr layout.
-StatusOr<DataType> FromNumpy(const py::dtype& dt) {
-  std::string kinds = py::getattr(dt, "kind").cast<std::string>();
-  char kind = kinds.empty() ? '?' : kinds[0];
-  size_t size = py::getattr(dt, "itemsize").cast<size_t>();
-  if (kind == 'f' && size == 4) return DataType::kFloat;
-  if (kind == 'f' && size == 8) return DataType::kDouble;
-  if (kind == 'f' && size == 2) return DataType::kFloat16;
-  if (kind == 'b' && size == 1) return DataType::kBool;
-  if (kind == 'i' || kind == 'u') {
-    bool s = kind == 'i';
-    switch (size) {
-      case 1: return s ? DataType::kInt8 : DataType::kUint8;
-      case 2: return s ? DataType::kInt16 : DataType::kUint16;
-      case 4: return s ? DataType::kInt32 : DataType::kUint32;
-      case 8: return s ? DataType::kInt64 : DataType::kUint64;
-    }
-  }
-  return Unsupported("numpy dtype ", std::string(py::str(py::handle(dt))), " is not supported");
-}
-
-py::dtype ToNumpy(DataType t) {
-  switch (t) {
-    case DataType::kFloat: return py::dtype("float32");
-    case DataType::kDouble: return py::dtype("float64");
-    case DataType::kFloat16: return py::dtype("float16");
-    case DataType::kBool: return py::dtype("bool");
-    case DataType::kInt8: return py::dtype("int8");
-    case DataType::kUint8: return py::dtype("uint8");
-    case DataType::kInt16: return py::dtype("int16");
-    case DataType::kUint16: return py::dtype("uint16");
-    case DataType::kInt32: return py::dtype("int32");
-    case DataType::kUint32: return py::dtype("uint32");
-    case DataType::kInt64: return py::dtype("int64");
-    case DataType::kUint64: return py::dtype("uint64");
-    default: break;
-  }
-  RaiseStatus(Unsupported("element type ", DataTypeName(t), " has no numpy equivalent here"));
-}
-
-Tensor ArrayToTensor(const py::array& a_in) {
-  py::array a = py::array::ensure(a_in, py::array::c_style);
-  if (!a) throw py::value_error("expected an array");
-  DataType t = Unwrap(FromNumpy(a.dtype()));
-  std::vector<int64_t> dims(a.shape(), a.shape() + a.ndim());
-  size_t nbytes = static_cast<size_t>(a.size()) * ElementSize(t);
-  return Unwrap(Tensor::FromBytes(t, dims, a.data(), nbytes));
-}
-
-py::array TensorToArray(const Tensor& t) {
-  std::vector<py::ssize_t> shape(t.dims().begin(), t.dims().end());
-  std::vector<py::ssize_t> strides(shape.size());
-  py::ssize_t stride = static_cast<py::ssize_t>(ElementSize(t.dtype()));
-  for (size_t i = shape.size(); i-- > 0;) {
-    strides[i] = stride;
-    stride *= shape[i];
-  }
-  py::array a(ToNumpy(t.dtype()), shape, strides);
-  if (t.nbytes()) std::memcpy(a.mutable_data(), t.raw(), t.nbytes());
-  return a;
-}
 
 py::array_t<float, py::array::c_style> AsFloat(const py::array& a) {
   auto f = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);

@@ -11,74 +11,10 @@
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/runtime/session.h"
 #include "python/common.h"
+#include "python/numpy_tensor.h"
 
 namespace onnxq::python {
 namespace {
-
-StatusOr<DataType> FromNumpy(const py::dtype& dt) {
-  const std::string name = py::cast<std::string>(py::str(py::handle(dt)));
-  static const std::map<std::string, DataType> kTypes = {
-      {"float32", DataType::kFloat}, {"float64", DataType::kDouble},
-      {"float16", DataType::kFloat16}, {"int8", DataType::kInt8},
-      {"int16", DataType::kInt16},   {"int32", DataType::kInt32},
-      {"int64", DataType::kInt64},   {"uint8", DataType::kUint8},
-      {"uint16", DataType::kUint16}, {"uint32", DataType::kUint32},
-      {"uint64", DataType::kUint64}, {"bool", DataType::kBool}};
-  auto it = kTypes.find(name);
-  if (it == kTypes.end()) return Unsupported("numpy dtype '", name, "' has no onnxq equivalent");
-  return it->second;
-}
-
-StatusOr<py::dtype> ToNumpy(DataType t) {
-  switch (t) {
-    case DataType::kFloat: return py::dtype("float32");
-    case DataType::kDouble: return py::dtype("float64");
-    case DataType::kFloat16: return py::dtype("float16");
-    case DataType::kBFloat16: return py::dtype("uint16");  // numpy has no bfloat16: raw bits
-    case DataType::kInt8: return py::dtype("int8");
-    case DataType::kInt16: return py::dtype("int16");
-    case DataType::kInt32: return py::dtype("int32");
-    case DataType::kInt64: return py::dtype("int64");
-    case DataType::kUint8: return py::dtype("uint8");
-    case DataType::kUint16: return py::dtype("uint16");
-    case DataType::kUint32: return py::dtype("uint32");
-    case DataType::kUint64: return py::dtype("uint64");
-    case DataType::kBool: return py::dtype("bool");
-    default: return Unsupported("tensors of type ", DataTypeName(t), " cannot become numpy arrays");
-  }
-}
-
-Tensor ArrayToTensor(const std::string& name, const py::handle& obj) {
-  py::array arr = py::array::ensure(obj, py::array::c_style);
-  if (!arr) throw py::type_error("input '" + name + "' is not convertible to a numpy array");
-  DataType dt = Unwrap(FromNumpy(arr.dtype()));
-  std::vector<int64_t> dims(arr.shape(), arr.shape() + arr.ndim());
-  // Sizes come from onnxq's element size: pybind11 2.10's itemsize/nbytes misread numpy 2
-  // descriptors.
-  size_t bytes = 0;
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  if (!StorageBytes(dt, n, &bytes)) Check(InvalidArgument("input '", name, "' is too large"));
-  return Unwrap(Tensor::FromBytes(dt, dims, arr.data(), bytes));
-}
-
-py::array TensorToArray(Tensor t) {
-  py::dtype dt = Unwrap(ToNumpy(t.dtype()));
-  auto* owner = new Tensor(std::move(t));
-  py::capsule free_when_done(owner, [](void* p) { delete static_cast<Tensor*>(p); });
-  std::vector<py::ssize_t> shape(owner->dims().begin(), owner->dims().end());
-  // Explicit C strides: pybind11 2.10 cannot read the item size of numpy 2 dtypes.
-  std::vector<py::ssize_t> strides(shape.size());
-  py::ssize_t stride = static_cast<py::ssize_t>(ElementSize(owner->dtype()));
-  for (size_t i = shape.size(); i-- > 0;) {
-    strides[i] = stride;
-    stride *= shape[i];
-  }
-  // mutable_raw clones only when the buffer is shared (e.g. an initializer returned as an output),
-  // so the array never aliases the session's weights.
-  void* data = owner->numel() > 0 ? static_cast<void*>(owner->mutable_raw()) : nullptr;
-  return py::array(dt, shape, strides, data, free_when_done);
-}
 
 std::shared_ptr<Session> MakeSession(const py::object& model_or_path, const py::object& threads,
                                      const py::object& isa, bool integer) {
@@ -105,7 +41,7 @@ py::dict Run(Session& self, const py::dict& feeds, const py::object& extra_outpu
   std::map<std::string, Tensor> in;
   for (auto item : feeds) {
     std::string name = py::str(item.first);
-    in[name] = ArrayToTensor(name, item.second);
+    in[name] = ArrayToTensor(item.second, "input '" + name + "'");
   }
   RunOptions ro;
   if (!extra_outputs.is_none()) ro.extra_outputs = extra_outputs.cast<std::vector<std::string>>();
