@@ -7,6 +7,7 @@
 #include <limits>
 #include <numeric>
 #include <set>
+#include <sstream>
 
 namespace onnxq::quant {
 namespace {
@@ -339,6 +340,69 @@ Status QuantizeWeights(const Model& model, QdqPlan& plan, const WeightOptions& o
   return Status::Ok();
 }
 
+namespace {
+
+// The int32 bias must leave the accumulator room for the products: |bias_q| <= 2^30.
+constexpr double kMaxBiasCode = 1073741824.0;
+
+// A bias whose code would not fit (input scale x weight scale far below |bias|, as after a nearly
+// dead activation whose calibrated range is ~1e-11) would be clamped and the layer's output lost.
+// Instead the weight scale of the offending channels grows until the bias fits (as ONNX Runtime's
+// quantizer does) and those channels are requantized: their weights get coarser, which costs
+// little exactly when the input is that small. Returns the number of channels changed.
+StatusOr<int64_t> FitBiasInInt32(const Graph& g, float input_scale, WeightedNode& w) {
+  const Tensor& bias = *g.value(w.bias).initializer();
+  const Tensor& weight = *g.value(w.weight).initializer();
+  if (bias.dtype() != DataType::kFloat || weight.dtype() != DataType::kFloat) return int64_t{0};
+  QuantizedWeight& qw = w.qweight;
+  const int64_t nb = bias.numel();
+  const bool per_tensor = qw.params.size() == 1;
+  if (!per_tensor && static_cast<int64_t>(qw.params.size()) != nb) return int64_t{0};
+  const float* b = bias.data<float>();
+  std::vector<float> need(qw.params.size(), 0.f);
+  for (int64_t c = 0; c < nb; ++c) {
+    const size_t k = per_tensor ? 0 : static_cast<size_t>(c);
+    if (!std::isfinite(b[c])) continue;  // QuantizeBias names it
+    const double code = std::fabs(double(b[c])) / (double(input_scale) * double(qw.params[k].scale));
+    if (code > kMaxBiasCode)
+      need[k] = std::max(need[k], static_cast<float>(std::fabs(double(b[c])) /
+                                                      (double(input_scale) * kMaxBiasCode) * 1.0001));
+  }
+  int64_t changed = 0;
+  for (size_t k = 0; k < need.size(); ++k)
+    if (need[k] > qw.params[k].scale) {
+      qw.params[k].scale = need[k];
+      ++changed;
+    }
+  if (changed == 0) return int64_t{0};
+  // Requantize with the final scales (only channels whose scale changed differ).
+  const auto& dims = weight.dims();
+  const int64_t n = weight.numel();
+  int64_t inner = 1;
+  if (qw.axis >= 0)
+    for (size_t d = static_cast<size_t>(qw.axis) + 1; d < dims.size(); ++d) inner *= dims[d];
+  const int64_t channels = qw.axis >= 0 ? dims[static_cast<size_t>(qw.axis)] : 1;
+  const float* x = weight.data<float>();
+  std::vector<float> deq(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t k = per_tensor ? 0 : static_cast<size_t>((i / inner) % channels);
+    const int32_t q = QuantizeValue(x[i], qw.params[k]);
+    if (qw.q.dtype() == DataType::kInt8) {
+      qw.q.mutable_data<int8_t>()[i] = static_cast<int8_t>(q);
+    } else if (qw.q.dtype() == DataType::kInt16) {
+      qw.q.mutable_data<int16_t>()[i] = static_cast<int16_t>(q);
+    } else {
+      return Internal("weight of ", g.node(w.node).Describe(), " has unexpected type ",
+                      DataTypeName(qw.q.dtype()));
+    }
+    deq[static_cast<size_t>(i)] = DequantizeValue(q, qw.params[k]);
+  }
+  qw.sqnr_db = Sqnr(weight.span<float>(), deq);
+  return changed;
+}
+
+}  // namespace
+
 Status QuantizeBiases(const Model& model, QdqPlan& plan) {
   const Graph& g = model.graph;
   for (WeightedNode& w : plan.weighted) {
@@ -348,6 +412,14 @@ Status QuantizeBiases(const Model& model, QdqPlan& plan) {
     if (in == nullptr) continue;  // float input (e.g. a graph input): the bias stays float
     if (!in->has_params)
       return Internal("bias of ", g.node(w.node).Describe(), ": input has no quantization params");
+    ONNXQ_ASSIGN_OR_RETURN(int64_t widened, FitBiasInInt32(g, in->params.scale, w));
+    if (widened > 0) {
+      std::ostringstream note;
+      note << g.node(w.node).Describe() << ": weight scale of " << widened
+           << " channel(s) raised so that the int32 bias fits (input scale " << in->params.scale
+           << ")";
+      plan.notes.push_back(note.str());
+    }
     std::vector<float> ws = w.qweight.scales();
     auto qb = QuantizeBias(*g.value(w.bias).initializer(), in->params.scale, ws);
     if (!qb.ok()) {

@@ -77,6 +77,25 @@ def test_quantize_list_of_arrays_runs_in_ort(tmp_path):
     assert len(rep["inputs"]["calibration"]) == 16
 
 
+def test_bias_that_would_overflow_int32_widens_the_weight_scale(tmp_path):
+    # Inputs of magnitude 1e-9 (a nearly dead activation) give input scale x weight scale ~1e-14,
+    # so conv1's bias (~0.1) would need codes of ~1e13: clamped to int32 it would vanish. The
+    # quantizer must raise those channels' weight scales until the bias fits, and say so.
+    fpath = _model(tmp_path / "f.onnx")
+    calib = [s * 1e-9 for s in _samples(8, 1)]
+    r = onnxq.quantize(str(fpath), calib, {"calibrator": "minmax", "threads": 1})
+    qpath = tmp_path / "q.onnx"
+    onnxq.save(r.model, str(qpath))
+    x = np.stack(_samples(4, 50)) * 1e-9
+    ref, q = _ort(fpath, x), _ort(qpath, x)
+    assert np.abs(ref).max() > 0.05  # the output is the biases' doing
+    assert np.abs(q - ref).max() < 0.02 * np.abs(ref).max(), (q, ref)
+    assert any("int32 bias fits" in n and "conv1" in n for n in r.report["notes"]), r.report["notes"]
+    qm = onnx.load(str(qpath))
+    codes = [numpy_helper.to_array(t) for t in qm.graph.initializer if t.data_type == TensorProto.INT32]
+    assert codes and max(int(np.abs(c.astype(np.int64)).max()) for c in codes) <= 2 ** 30
+
+
 def test_batched_array_and_dict_samples_give_the_same_result(tmp_path):
     fpath = _model(tmp_path / "f.onnx")
     calib = _samples(6, 3)
