@@ -108,8 +108,11 @@ StatusOr<std::vector<int64_t>> BroadcastShapes(const std::vector<int64_t>& a,
 bool IsShapeInput(const Node& node, size_t index) {
   if (!node.domain.empty() && node.domain != "ai.onnx") return false;
   const std::string& op = node.op_type;
-  if (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" || op == "ReduceMean")
+  if (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" || op.rfind("Reduce", 0) == 0 ||
+      op == "Expand" || op == "Tile" || op == "Split")
     return index == 1;
+  if (op == "ConstantOfShape") return index == 0;
+  if (op == "Range") return index <= 2;
   if (op == "Slice") return index >= 1;
   if (op == "Pad") return index == 1 || index == 3;
   if (op == "Resize") return index >= 1;

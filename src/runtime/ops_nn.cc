@@ -592,6 +592,136 @@ class BatchNormKernel : public OpKernel {
   float eps_;
 };
 
+// ---------------------------------------------------------------- Layer / instance normalization
+
+// Statistics in double, normalisation in float (stash_type 1, as ONNX Runtime computes it).
+class LayerNormKernel : public OpKernel {
+ public:
+  LayerNormKernel(const Node& node, int64_t axis, float eps) : node_(node), axis_(axis), eps_(eps) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(1)) return InvalidArgument(node_.Describe(), ": needs X and Scale");
+    const auto& x = *ctx.in[0];
+    if (x.dtype != DataType::kFloat)
+      return Unsupported(node_.Describe(), ": only float32 LayerNormalization is supported");
+    ONNXQ_ASSIGN_OR_RETURN(axis_n_, NormalizeAxis(axis_, static_cast<int64_t>(x.dims.size()), node_));
+    const std::vector<int64_t> norm(x.dims.begin() + axis_n_, x.dims.end());
+    for (size_t i = 1; i < 3; ++i) {
+      if (!ctx.has(i)) continue;
+      if (ctx.in[i]->dtype != DataType::kFloat)
+        return Unsupported(node_.Describe(), ": Scale and B must be float32");
+      ONNXQ_ASSIGN_OR_RETURN(auto b, BroadcastShapes(norm, ctx.in[i]->dims, node_));
+      if (b != norm)
+        return InvalidArgument(node_.Describe(), ": ", i == 1 ? "Scale " : "B ", Dims(ctx.in[i]->dims),
+                               " does not broadcast to the normalized shape ", Dims(norm));
+    }
+    ctx.out[0] = {DataType::kFloat, x.dims, nullptr};
+    std::vector<int64_t> stat = x.dims;
+    for (size_t i = static_cast<size_t>(axis_n_); i < stat.size(); ++i) stat[i] = 1;
+    for (size_t o = 1; o < ctx.out.size(); ++o) ctx.out[o] = {DataType::kFloat, stat, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const auto& d = ctx.in[0].dims;
+    int64_t rows = 1, len = 1;
+    for (int64_t i = 0; i < static_cast<int64_t>(d.size()); ++i) (i < axis_n_ ? rows : len) *= d[static_cast<size_t>(i)];
+    const std::vector<int64_t> norm(d.begin() + axis_n_, d.end());
+    // Scale / B expanded to the full normalized shape once per run (usually they already are).
+    std::vector<float> scale = Expanded(ctx.in[1], norm, len);
+    std::vector<float> bias = ctx.in.size() > 2 && ctx.in[2].present() ? Expanded(ctx.in[2], norm, len)
+                                                                         : std::vector<float>(static_cast<size_t>(len), 0.f);
+    const float* x = ctx.in[0].ptr<float>();
+    float* y = ctx.out[0].ptr<float>();
+    float* mean_out = ctx.out.size() > 1 && ctx.out[1].present() ? ctx.out[1].ptr<float>() : nullptr;
+    float* inv_out = ctx.out.size() > 2 && ctx.out[2].present() ? ctx.out[2].ptr<float>() : nullptr;
+    ParallelFor(ctx.pool, rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)),
+                [&](int64_t s, int64_t e) {
+                  for (int64_t r = s; r < e; ++r) {
+                    const float* xr = x + r * len;
+                    double sum = 0, sq = 0;
+                    for (int64_t j = 0; j < len; ++j) sum += xr[j];
+                    const double mean = sum / static_cast<double>(len);
+                    for (int64_t j = 0; j < len; ++j) sq += (xr[j] - mean) * (xr[j] - mean);
+                    const float m = static_cast<float>(mean);
+                    const float inv = static_cast<float>(1.0 / std::sqrt(sq / static_cast<double>(len) + eps_));
+                    float* yr = y + r * len;
+                    for (int64_t j = 0; j < len; ++j) yr[j] = (xr[j] - m) * inv * scale[j] + bias[j];
+                    if (mean_out) mean_out[r] = m;
+                    if (inv_out) inv_out[r] = inv;
+                  }
+                });
+    return Status::Ok();
+  }
+
+ private:
+  // Scale or B broadcast (unidirectionally) to the normalized shape.
+  static std::vector<float> Expanded(const TensorRef& t, const std::vector<int64_t>& norm, int64_t len) {
+    std::vector<float> out(static_cast<size_t>(len));
+    const size_t r = norm.size();
+    std::vector<int64_t> st(r, 0);
+    int64_t k = 1;
+    for (size_t i = t.dims.size(); i-- > 0;) {
+      st[r - t.dims.size() + i] = t.dims[i] == 1 ? 0 : k;
+      k *= t.dims[i];
+    }
+    for (int64_t j = 0; j < len; ++j) {
+      int64_t rem = j, off = 0;
+      for (size_t a = r; a-- > 0;) {
+        off += (rem % norm[a]) * st[a];
+        rem /= norm[a];
+      }
+      out[static_cast<size_t>(j)] = t.ptr<float>()[off];
+    }
+    return out;
+  }
+  const Node& node_;
+  int64_t axis_;
+  float eps_;
+  int64_t axis_n_ = 0;
+};
+
+class InstanceNormKernel : public OpKernel {
+ public:
+  InstanceNormKernel(const Node& node, float eps) : node_(node), eps_(eps) {}
+  Status Infer(InferContext& ctx) override {
+    for (size_t i = 0; i < 3; ++i)
+      if (!ctx.has(i)) return InvalidArgument(node_.Describe(), ": needs input, scale and B");
+    const auto& x = *ctx.in[0];
+    if (x.dtype != DataType::kFloat)
+      return Unsupported(node_.Describe(), ": only float32 InstanceNormalization is supported");
+    if (x.dims.size() < 3) return InvalidArgument(node_.Describe(), ": input must have rank >= 3");
+    for (size_t i = 1; i < 3; ++i)
+      if (ctx.in[i]->dtype != DataType::kFloat || ctx.in[i]->dims != std::vector<int64_t>{x.dims[1]})
+        return InvalidArgument(node_.Describe(), ": ", i == 1 ? "scale" : "B", " must be float32 [",
+                               x.dims[1], "]");
+    ctx.out[0] = {DataType::kFloat, x.dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const auto& d = ctx.in[0].dims;
+    const int64_t c = d[1], planes = d[0] * c, len = planes > 0 ? ctx.in[0].numel / planes : 0;
+    const float *x = ctx.in[0].ptr<float>(), *sc = ctx.in[1].ptr<float>(), *b = ctx.in[2].ptr<float>();
+    float* y = ctx.out[0].ptr<float>();
+    ParallelFor(ctx.pool, planes, 1, [&](int64_t s, int64_t e) {
+      for (int64_t p = s; p < e; ++p) {
+        const float* xp = x + p * len;
+        double sum = 0, sq = 0;
+        for (int64_t j = 0; j < len; ++j) sum += xp[j];
+        const double mean = sum / static_cast<double>(len);
+        for (int64_t j = 0; j < len; ++j) sq += (xp[j] - mean) * (xp[j] - mean);
+        const float mul = static_cast<float>(sc[p % c] / std::sqrt(sq / static_cast<double>(len) + eps_));
+        const float add = static_cast<float>(b[p % c] - mean * mul);
+        float* yp = y + p * len;
+        for (int64_t j = 0; j < len; ++j) yp[j] = xp[j] * mul + add;
+      }
+    });
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  float eps_;
+};
+
 const Tensor* ConstInput(const OpInfo& info, size_t i) {
   ValueId v = info.node->input(i);
   if (v == kNoValue) return nullptr;
@@ -601,6 +731,23 @@ const Tensor* ConstInput(const OpInfo& info, size_t i) {
 }  // namespace
 
 void RegisterNnOps(std::vector<OpRegistration>& r) {
+  r.push_back({"LayerNormalization", 17, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t axis, info.node->attrs.GetInt("axis", -1));
+                 ONNXQ_ASSIGN_OR_RETURN(float eps, info.node->attrs.GetFloat("epsilon", 1e-5f));
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t stash, info.node->attrs.GetInt("stash_type", 1));
+                 if (stash != 1)
+                   return Unsupported(info.node->Describe(), ": stash_type ", stash,
+                                      " (only 1, float32 statistics)");
+                 return MakeKernel<LayerNormKernel>(*info.node, axis, eps);
+               },
+               "float32; Scale/B broadcast to the normalized shape; Mean and InvStdDev outputs"});
+  r.push_back({"InstanceNormalization", 6, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(float eps, info.node->attrs.GetFloat("epsilon", 1e-5f));
+                 return MakeKernel<InstanceNormKernel>(*info.node, eps);
+               },
+               "float32"});
   r.push_back({"Conv", 1, 23,
                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                  ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseWindowAttrs(*info.node));

@@ -2,6 +2,7 @@
 // output element is computed by one thread in a fixed order, so results do not depend on the
 // thread count.
 #include <algorithm>
+#include <initializer_list>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -202,7 +203,8 @@ class PoolKernel : public OpKernel {
 
 class GlobalAveragePoolKernel : public OpKernel {
  public:
-  explicit GlobalAveragePoolKernel(const Node& node) : node_(node) {}
+  explicit GlobalAveragePoolKernel(const Node& node, bool is_max = false)
+      : node_(node), is_max_(is_max) {}
   Status Infer(InferContext& ctx) override {
     if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
     const auto& x = *ctx.in[0];
@@ -230,6 +232,12 @@ class GlobalAveragePoolKernel : public OpKernel {
                 [&](int64_t s, int64_t e) {
                   for (int64_t p = s; p < e; ++p) {
                     const T* xi = xp + p * inner;
+                    if (is_max_) {
+                      T m = -std::numeric_limits<T>::infinity();
+                      for (int64_t j = 0; j < inner; ++j) m = (xi[j] > m || xi[j] != xi[j]) ? xi[j] : m;
+                      yp[p] = m;
+                      continue;
+                    }
                     T acc = 0;
                     for (int64_t j = 0; j < inner; ++j) acc += xi[j];
                     yp[p] = acc / static_cast<T>(inner);
@@ -237,12 +245,70 @@ class GlobalAveragePoolKernel : public OpKernel {
                 });
   }
   const Node& node_;
+  bool is_max_;
+};
+
+// ArgMax / ArgMin: int64 indices of the first (or, with select_last_index, last) extreme value.
+class ArgKernel : public OpKernel {
+ public:
+  ArgKernel(const Node& node, bool is_max, int64_t axis, bool keepdims, bool last)
+      : node_(node), is_max_(is_max), axis_(axis), keepdims_(keepdims), last_(last) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    const auto& x = *ctx.in[0];
+    ONNXQ_DISPATCH_NUMERIC(x.dtype, node_, T, (void)0);
+    ONNXQ_ASSIGN_OR_RETURN(axis_n_, NormalizeAxis(axis_, static_cast<int64_t>(x.dims.size()), node_));
+    if (x.dims[static_cast<size_t>(axis_n_)] == 0)
+      return InvalidArgument(node_.Describe(), ": reduced axis is empty");
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < x.dims.size(); ++i) {
+      if (static_cast<int64_t>(i) != axis_n_) {
+        out.push_back(x.dims[i]);
+      } else if (keepdims_) {
+        out.push_back(1);
+      }
+    }
+    ctx.out[0] = {DataType::kInt64, std::move(out), nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0].dtype, node_, T, Apply<T>(ctx));
+    return Status::Ok();
+  }
+
+ private:
+  template <typename T>
+  void Apply(const RunContext& ctx) const {
+    const auto& d = ctx.in[0].dims;
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis_n_; ++i) outer *= d[static_cast<size_t>(i)];
+    for (size_t i = static_cast<size_t>(axis_n_) + 1; i < d.size(); ++i) inner *= d[i];
+    const int64_t mid = d[static_cast<size_t>(axis_n_)];
+    const T* x = ctx.in[0].ptr<T>();
+    int64_t* y = ctx.out[0].ptr<int64_t>();
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t in = 0; in < inner; ++in) {
+        const T* xi = x + o * mid * inner + in;
+        int64_t best = 0;
+        for (int64_t j = 1; j < mid; ++j) {
+          const T v = xi[j * inner], b = xi[best * inner];
+          const bool better = is_max_ ? (last_ ? v >= b : v > b) : (last_ ? v <= b : v < b);
+          if (better) best = j;
+        }
+        y[o * inner + in] = best;
+      }
+  }
+  const Node& node_;
+  bool is_max_;
+  int64_t axis_;
+  bool keepdims_, last_;
+  int64_t axis_n_ = 0;
 };
 
 class SoftmaxKernel : public OpKernel {
  public:
-  SoftmaxKernel(const Node& node, int64_t axis, bool coerce_2d)
-      : node_(node), axis_(axis), coerce_2d_(coerce_2d) {}
+  SoftmaxKernel(const Node& node, int64_t axis, bool coerce_2d, bool log = false)
+      : node_(node), axis_(axis), coerce_2d_(coerce_2d), log_(log) {}
   Status Infer(InferContext& ctx) override {
     if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
     const auto& x = *ctx.in[0];
@@ -293,8 +359,13 @@ class SoftmaxKernel : public OpKernel {
                       yi[j * inner] = ev;
                       sum += ev;
                     }
-                    const T inv = T(1) / sum;
-                    for (int64_t j = 0; j < mid; ++j) yi[j * inner] *= inv;
+                    if (log_) {  // x - max - log(sum exp(x - max)), no log of a rounded ratio
+                      const T ls = std::log(sum);
+                      for (int64_t j = 0; j < mid; ++j) yi[j * inner] = xi[j * inner] - mx - ls;
+                    } else {
+                      const T inv = T(1) / sum;
+                      for (int64_t j = 0; j < mid; ++j) yi[j * inner] *= inv;
+                    }
                   }
                 });
     return Status::Ok();
@@ -303,13 +374,18 @@ class SoftmaxKernel : public OpKernel {
   const Node& node_;
   int64_t axis_;
   bool coerce_2d_;
+  bool log_;
 };
 
-class ReduceMeanKernel : public OpKernel {
+enum class Reduce { kMean, kSum, kMax, kMin, kProd, kL1, kL2, kLogSum, kLogSumExp, kSumSquare };
+
+// The Reduce* family: accumulates in double, one output element per kept index.
+class ReduceKernel : public OpKernel {
  public:
-  ReduceMeanKernel(const Node& node, std::optional<std::vector<int64_t>> axes_attr, bool keepdims,
-                   bool noop_with_empty_axes)
-      : node_(node), axes_attr_(std::move(axes_attr)), keepdims_(keepdims), noop_(noop_with_empty_axes) {}
+  ReduceKernel(const Node& node, Reduce op, std::optional<std::vector<int64_t>> axes_attr,
+               bool keepdims, bool noop_with_empty_axes)
+      : node_(node), op_(op), axes_attr_(std::move(axes_attr)), keepdims_(keepdims),
+        noop_(noop_with_empty_axes) {}
 
   Status Infer(InferContext& ctx) override {
     if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
@@ -360,6 +436,27 @@ class ReduceMeanKernel : public OpKernel {
     return red;
   }
 
+  // Identity of the accumulation (also the result of reducing an empty set, except Mean: NaN).
+  double Init() const {
+    switch (op_) {
+      case Reduce::kMax: return -std::numeric_limits<double>::infinity();
+      case Reduce::kMin: return std::numeric_limits<double>::infinity();
+      case Reduce::kProd: return 1.0;
+      default: return 0.0;
+    }
+  }
+  double Step(double acc, double v) const {
+    switch (op_) {
+      case Reduce::kMax: return (v > acc || v != v) ? v : acc;
+      case Reduce::kMin: return (v < acc || v != v) ? v : acc;
+      case Reduce::kProd: return acc * v;
+      case Reduce::kL1: return acc + std::fabs(v);
+      case Reduce::kL2:
+      case Reduce::kSumSquare: return acc + v * v;
+      default: return acc + v;
+    }
+  }
+
   template <typename T>
   void Apply(const RunContext& ctx, const std::vector<bool>& red) const {
     const auto& d = ctx.in[0].dims;
@@ -376,12 +473,49 @@ class ReduceMeanKernel : public OpKernel {
       }
     }
     const int64_t out_n = ctx.out[0].numel;
-    std::vector<double> acc(static_cast<size_t>(out_n), 0.0);
     const T* xp = ctx.in[0].ptr<T>();
+    // LogSumExp: exp relative to the per-output maximum, so large inputs do not overflow.
+    std::vector<double> shift;
+    if (op_ == Reduce::kLogSumExp) {
+      ReduceKernel max_pass(node_, Reduce::kMax, std::nullopt, true, false);
+      shift = max_pass.Accumulate(xp, d, ostride, out_n);
+      for (double& m : shift)
+        if (!std::isfinite(m)) m = 0.0;
+    }
+    std::vector<double> acc = Accumulate(xp, d, ostride, out_n, shift.empty() ? nullptr : &shift);
+    T* yp = ctx.out[0].ptr<T>();
+    for (int64_t j = 0; j < out_n; ++j) {
+      const double a = acc[static_cast<size_t>(j)];
+      double v = a;
+      switch (op_) {
+        case Reduce::kMean: v = count > 0 ? a / static_cast<double>(count)
+                                          : std::numeric_limits<double>::quiet_NaN(); break;
+        case Reduce::kL2: v = std::sqrt(a); break;
+        case Reduce::kLogSum: v = std::log(a); break;
+        case Reduce::kLogSumExp: v = std::log(a) + shift[static_cast<size_t>(j)]; break;
+        default: break;
+      }
+      yp[j] = static_cast<T>(v);
+    }
+  }
+
+  template <typename T>
+  std::vector<double> Accumulate(const T* xp, const std::vector<int64_t>& d,
+                                 const std::vector<int64_t>& ostride, int64_t out_n,
+                                 const std::vector<double>* shift = nullptr) const {
+    const size_t r = d.size();
+    std::vector<double> acc(static_cast<size_t>(out_n), Init());
+    int64_t n = 1;
+    for (int64_t v : d) n *= v;
     std::vector<int64_t> idx(r, 0);
     int64_t o = 0;
-    for (int64_t i = 0; i < ctx.in[0].numel; ++i) {
-      acc[o] += static_cast<double>(xp[i]);
+    for (int64_t i = 0; i < n; ++i) {
+      const double v = static_cast<double>(xp[i]);
+      if (shift) {
+        acc[static_cast<size_t>(o)] += std::exp(v - (*shift)[static_cast<size_t>(o)]);
+      } else {
+        acc[static_cast<size_t>(o)] = Step(acc[static_cast<size_t>(o)], v);
+      }
       for (size_t a = r; a-- > 0;) {
         if (++idx[a] < d[a]) {
           o += ostride[a];
@@ -391,13 +525,11 @@ class ReduceMeanKernel : public OpKernel {
         idx[a] = 0;
       }
     }
-    T* yp = ctx.out[0].ptr<T>();
-    for (int64_t j = 0; j < out_n; ++j)
-      yp[j] = count > 0 ? static_cast<T>(acc[j] / static_cast<double>(count))
-                        : std::numeric_limits<T>::quiet_NaN();
+    return acc;
   }
 
   const Node& node_;
+  Reduce op_;
   std::optional<std::vector<int64_t>> axes_attr_;
   bool keepdims_, noop_;
 };
@@ -422,6 +554,28 @@ void RegisterPoolOps(std::vector<OpRegistration>& r) {
   r.push_back({"GlobalAveragePool", 1, 23,
                [](const OpInfo& info) { return MakeKernel<GlobalAveragePoolKernel>(*info.node); },
                "float32/float64"});
+  r.push_back({"GlobalMaxPool", 1, 23,
+               [](const OpInfo& info) { return MakeKernel<GlobalAveragePoolKernel>(*info.node, true); },
+               "float32/float64; NaN propagates"});
+  for (bool is_max : {true, false}) {
+    r.push_back({is_max ? "ArgMax" : "ArgMin", 1, 23,
+                 [is_max](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                   const auto& at = info.node->attrs;
+                   ONNXQ_ASSIGN_OR_RETURN(int64_t axis, at.GetInt("axis", 0));
+                   ONNXQ_ASSIGN_OR_RETURN(int64_t keep, at.GetInt("keepdims", 1));
+                   ONNXQ_ASSIGN_OR_RETURN(int64_t last, at.GetInt("select_last_index", 0));
+                   return MakeKernel<ArgKernel>(*info.node, is_max, axis, keep != 0, last != 0);
+                 },
+                 "numeric types; int64 output; select_last_index"});
+  }
+  r.push_back({"LogSoftmax", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 bool coerce = info.opset < 13;
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t axis,
+                                        info.node->attrs.GetInt("axis", coerce ? 1 : -1));
+                 return MakeKernel<SoftmaxKernel>(*info.node, axis, coerce, true);
+               },
+               "float32/float64; opset < 13 coerces to 2-D"});
   r.push_back({"Softmax", 1, 23,
                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                  bool coerce = info.opset < 13;
@@ -430,19 +584,33 @@ void RegisterPoolOps(std::vector<OpRegistration>& r) {
                  return MakeKernel<SoftmaxKernel>(*info.node, axis, coerce);
                },
                "float32/float64; opset < 13 coerces to 2-D"});
-  r.push_back({"ReduceMean", 1, 23,
-               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
-                 const auto& at = info.node->attrs;
-                 ONNXQ_ASSIGN_OR_RETURN(int64_t keep, at.GetInt("keepdims", 1));
-                 ONNXQ_ASSIGN_OR_RETURN(int64_t noop, at.GetInt("noop_with_empty_axes", 0));
-                 std::optional<std::vector<int64_t>> axes;
-                 if (info.opset < 18) {
-                   ONNXQ_ASSIGN_OR_RETURN(auto a, at.GetInts("axes", {}));
-                   axes = a;
-                 }
-                 return MakeKernel<ReduceMeanKernel>(*info.node, axes, keep != 0, noop != 0);
-               },
-               "float32/float64; axes must be constant (attribute or constant input)"});
+  struct ReduceOp {
+    const char* name;
+    Reduce op;
+    int64_t axes_input_since;  // opset from which axes is an input instead of an attribute
+  };
+  for (const ReduceOp& ro : std::initializer_list<ReduceOp>{
+           {"ReduceMean", Reduce::kMean, 18}, {"ReduceSum", Reduce::kSum, 13},
+           {"ReduceMax", Reduce::kMax, 18}, {"ReduceMin", Reduce::kMin, 18},
+           {"ReduceProd", Reduce::kProd, 18}, {"ReduceL1", Reduce::kL1, 18},
+           {"ReduceL2", Reduce::kL2, 18}, {"ReduceLogSum", Reduce::kLogSum, 18},
+           {"ReduceLogSumExp", Reduce::kLogSumExp, 18},
+           {"ReduceSumSquare", Reduce::kSumSquare, 18}}) {
+    r.push_back({ro.name, 1, 23,
+                 [ro](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                   const auto& at = info.node->attrs;
+                   ONNXQ_ASSIGN_OR_RETURN(int64_t keep, at.GetInt("keepdims", 1));
+                   ONNXQ_ASSIGN_OR_RETURN(int64_t noop, at.GetInt("noop_with_empty_axes", 0));
+                   std::optional<std::vector<int64_t>> axes;
+                   if (info.opset < ro.axes_input_since) {
+                     ONNXQ_ASSIGN_OR_RETURN(auto a, at.GetInts("axes", {}));
+                     axes = a;
+                   }
+                   return MakeKernel<ReduceKernel>(*info.node, ro.op, axes, keep != 0, noop != 0);
+                 },
+                 "float32/float64; axes must be constant (attribute or constant input); "
+                 "accumulates in float64"});
+  }
 }
 
 }  // namespace onnxq::runtime

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 
 #include "runtime/op_kernel.h"
@@ -798,6 +799,297 @@ StatusOr<Tensor> ConstantValue(const Node& node) {
                      ": Constant without a numeric value (string or sparse) is not supported");
 }
 
+// ---------------------------------------------------------------- Expand, Tile, Split, ...
+
+// Copies `src` (dims `in`, right-aligned) broadcast to `out`, element by element as bytes.
+void BroadcastCopy(const char* src, const std::vector<int64_t>& in, char* dst,
+                   const std::vector<int64_t>& out, size_t es) {
+  const size_t r = out.size();
+  std::vector<int64_t> st(r, 0);
+  int64_t k = 1;
+  for (size_t i = in.size(); i-- > 0;) {
+    st[r - in.size() + i] = in[i] == 1 ? 0 : k;
+    k *= in[i];
+  }
+  const int64_t n = NumElements(out);
+  if (n == 0) return;
+  const int64_t inner = r ? out[r - 1] : 1, inner_st = r ? st[r - 1] : 0;
+  std::vector<int64_t> idx(r, 0);
+  for (int64_t row = 0; row < n / inner; ++row) {
+    int64_t rem = row, off = 0;
+    for (size_t a = r - 1; r > 0 && a-- > 0;) {
+      off += (rem % out[a]) * st[a];
+      rem /= out[a];
+    }
+    char* o = dst + static_cast<size_t>(row * inner) * es;
+    if (inner_st == 1) {
+      std::memcpy(o, src + static_cast<size_t>(off) * es, static_cast<size_t>(inner) * es);
+    } else {
+      for (int64_t j = 0; j < inner; ++j)
+        std::memcpy(o + static_cast<size_t>(j) * es, src + static_cast<size_t>(off) * es, es);
+    }
+  }
+}
+
+Status NeedCopyableType(DataType t, const Node& node) {
+  if (t == DataType::kString || ElementSize(t) == 0 || t == DataType::kInt4 || t == DataType::kUint4)
+    return Unsupported(node.Describe(), ": element type ", DataTypeName(t), " is not supported");
+  return Status::Ok();
+}
+
+class ExpandKernel : public OpKernel {
+ public:
+  explicit ExpandKernel(const Node& node) : node_(node) {}
+  Status Infer(InferContext& ctx) override {
+    ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 1, node_, "shape"));
+    ONNXQ_RETURN_IF_ERROR(NeedCopyableType(ctx.in[0]->dtype, node_));
+    ONNXQ_ASSIGN_OR_RETURN(auto shape, ReadInts(*ctx.value(1), node_, "shape"));
+    ONNXQ_ASSIGN_OR_RETURN(auto out, BroadcastShapes(ctx.in[0]->dims, shape, node_));
+    ctx.out[0] = {ctx.in[0]->dtype, std::move(out), nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    BroadcastCopy(ctx.in[0].ptr<char>(), ctx.in[0].dims, ctx.out[0].ptr<char>(), ctx.out[0].dims,
+                  ElementSize(ctx.out[0].dtype));
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+};
+
+class TileKernel : public OpKernel {
+ public:
+  explicit TileKernel(const Node& node) : node_(node) {}
+  Status Infer(InferContext& ctx) override {
+    ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 1, node_, "repeats"));
+    ONNXQ_RETURN_IF_ERROR(NeedCopyableType(ctx.in[0]->dtype, node_));
+    ONNXQ_ASSIGN_OR_RETURN(auto rep, ReadInts(*ctx.value(1), node_, "repeats"));
+    const auto& d = ctx.in[0]->dims;
+    if (rep.size() != d.size())
+      return InvalidArgument(node_.Describe(), ": repeats has ", rep.size(), " entries for a rank-",
+                             d.size(), " input");
+    std::vector<int64_t> out(d.size());
+    for (size_t i = 0; i < d.size(); ++i) {
+      if (rep[i] < 0) return InvalidArgument(node_.Describe(), ": negative repeat ", rep[i]);
+      out[i] = d[i] * rep[i];
+    }
+    ctx.out[0] = {ctx.in[0]->dtype, std::move(out), nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const auto& in = ctx.in[0].dims;
+    const auto& out = ctx.out[0].dims;
+    const size_t es = ElementSize(ctx.out[0].dtype), r = out.size();
+    const char* src = ctx.in[0].ptr<char>();
+    char* dst = ctx.out[0].ptr<char>();
+    std::vector<int64_t> ist(r, 1);
+    for (size_t i = r; i-- > 1;) ist[i - 1] = ist[i] * in[i];
+    for (int64_t o = 0; o < ctx.out[0].numel; ++o) {
+      int64_t rem = o, off = 0;
+      for (size_t a = r; a-- > 0;) {
+        off += ((rem % out[a]) % in[a]) * ist[a];
+        rem /= out[a];
+      }
+      std::memcpy(dst + static_cast<size_t>(o) * es, src + static_cast<size_t>(off) * es, es);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+};
+
+class SplitKernel : public OpKernel {
+ public:
+  SplitKernel(const Node& node, int64_t axis, std::optional<std::vector<int64_t>> split_attr,
+              int64_t num_outputs)
+      : node_(node), axis_(axis), split_attr_(std::move(split_attr)), num_outputs_(num_outputs) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    ONNXQ_RETURN_IF_ERROR(NeedCopyableType(ctx.in[0]->dtype, node_));
+    const auto& d = ctx.in[0]->dims;
+    ONNXQ_ASSIGN_OR_RETURN(axis_n_, NormalizeAxis(axis_, static_cast<int64_t>(d.size()), node_));
+    const int64_t total = d[static_cast<size_t>(axis_n_)];
+    const int64_t n = static_cast<int64_t>(ctx.out.size());
+    std::vector<int64_t> sizes;
+    if (split_attr_) {
+      sizes = *split_attr_;
+    } else if (ctx.has(1)) {
+      ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 1, node_, "split"));
+      ONNXQ_ASSIGN_OR_RETURN(sizes, ReadInts(*ctx.value(1), node_, "split"));
+    }
+    if (sizes.empty()) {
+      // Equal parts; with num_outputs (opset 18) the last part may be smaller.
+      const int64_t parts = num_outputs_ > 0 ? num_outputs_ : n;
+      if (num_outputs_ <= 0 && total % parts != 0)
+        return InvalidArgument(node_.Describe(), ": axis of size ", total, " does not split into ",
+                               parts, " equal parts");
+      const int64_t each = (total + parts - 1) / parts;
+      for (int64_t i = 0; i < parts; ++i) sizes.push_back(std::min(each, total - i * each));
+    }
+    if (static_cast<int64_t>(sizes.size()) != n)
+      return InvalidArgument(node_.Describe(), ": ", sizes.size(), " split sizes for ", n, " outputs");
+    int64_t sum = 0;
+    for (int64_t v : sizes) {
+      if (v < 0) return InvalidArgument(node_.Describe(), ": negative split size ", v);
+      sum += v;
+    }
+    if (sum != total)
+      return InvalidArgument(node_.Describe(), ": split sizes sum to ", sum, ", axis has ", total);
+    for (int64_t i = 0; i < n; ++i) {
+      auto od = d;
+      od[static_cast<size_t>(axis_n_)] = sizes[static_cast<size_t>(i)];
+      ctx.out[static_cast<size_t>(i)] = {ctx.in[0]->dtype, std::move(od), nullptr};
+    }
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const auto& d = ctx.in[0].dims;
+    const size_t es = ElementSize(ctx.in[0].dtype);
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis_n_; ++i) outer *= d[static_cast<size_t>(i)];
+    for (size_t i = static_cast<size_t>(axis_n_) + 1; i < d.size(); ++i) inner *= d[i];
+    const int64_t total = d[static_cast<size_t>(axis_n_)];
+    const char* src = ctx.in[0].ptr<char>();
+    int64_t start = 0;
+    for (const TensorRef& o : ctx.out) {
+      const int64_t len = o.dims[static_cast<size_t>(axis_n_)];
+      if (o.present() && o.numel > 0) {
+        const size_t chunk = static_cast<size_t>(len * inner) * es;
+        for (int64_t b = 0; b < outer; ++b)
+          std::memcpy(o.ptr<char>() + static_cast<size_t>(b) * chunk,
+                      src + (static_cast<size_t>(b * total + start) * static_cast<size_t>(inner)) * es,
+                      chunk);
+      }
+      start += len;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  int64_t axis_;
+  std::optional<std::vector<int64_t>> split_attr_;
+  int64_t num_outputs_;
+  int64_t axis_n_ = 0;
+};
+
+class ConstantOfShapeKernel : public OpKernel {
+ public:
+  ConstantOfShapeKernel(const Node& node, Tensor value) : node_(node), value_(std::move(value)) {}
+  Status Infer(InferContext& ctx) override {
+    ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 0, node_, "input"));
+    ONNXQ_ASSIGN_OR_RETURN(auto shape, ReadInts(*ctx.value(0), node_, "input"));
+    for (int64_t v : shape)
+      if (v < 0) return InvalidArgument(node_.Describe(), ": negative dimension ", v);
+    ctx.out[0] = {value_.dtype(), std::move(shape), nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const size_t es = ElementSize(value_.dtype());
+    for (int64_t i = 0; i < ctx.out[0].numel; ++i)
+      std::memcpy(ctx.out[0].ptr<char>() + static_cast<size_t>(i) * es, value_.raw(), es);
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  Tensor value_;
+};
+
+class RangeKernel : public OpKernel {
+ public:
+  explicit RangeKernel(const Node& node) : node_(node) {}
+  Status Infer(InferContext& ctx) override {
+    for (size_t i = 0; i < 3; ++i) {
+      ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, i, node_, i == 0 ? "start" : (i == 1 ? "limit" : "delta")));
+      if (ctx.in[i]->dtype != ctx.in[0]->dtype)
+        return InvalidArgument(node_.Describe(), ": start, limit and delta types differ");
+      if (ctx.value(i)->numel() != 1)
+        return InvalidArgument(node_.Describe(), ": start, limit and delta must be scalars");
+    }
+    const DataType t = ctx.in[0]->dtype;
+    if (t != DataType::kFloat && t != DataType::kDouble && t != DataType::kInt32 &&
+        t != DataType::kInt64 && t != DataType::kInt16)
+      return Unsupported(node_.Describe(), ": element type ", DataTypeName(t), " is not supported");
+    const double start = ctx.value(0)->GetAsDouble(0), limit = ctx.value(1)->GetAsDouble(0),
+                 delta = ctx.value(2)->GetAsDouble(0);
+    if (delta == 0) return InvalidArgument(node_.Describe(), ": delta is 0");
+    const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit - start) / delta)));
+    ctx.out[0] = {t, {n}, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0].dtype, node_, T, {
+      const T start = *ctx.in[0].ptr<T>(), delta = *ctx.in[2].ptr<T>();
+      T* y = ctx.out[0].ptr<T>();
+      // Repeated addition, as the ONNX reference and ONNX Runtime compute it.
+      T v = start;
+      for (int64_t i = 0; i < ctx.out[0].numel; ++i) {
+        y[i] = v;
+        v = static_cast<T>(v + delta);
+      }
+    });
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+};
+
+// DepthToSpace (DCR / CRD) and SpaceToDepth on NCHW tensors.
+class SpaceDepthKernel : public OpKernel {
+ public:
+  SpaceDepthKernel(const Node& node, bool to_space, int64_t block, bool crd)
+      : node_(node), to_space_(to_space), b_(block), crd_(crd) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    ONNXQ_RETURN_IF_ERROR(NeedCopyableType(ctx.in[0]->dtype, node_));
+    const auto& d = ctx.in[0]->dims;
+    if (d.size() != 4) return InvalidArgument(node_.Describe(), ": input must be 4-D, got ", Dims(d));
+    if (b_ < 1) return InvalidArgument(node_.Describe(), ": blocksize ", b_, " must be >= 1");
+    std::vector<int64_t> o = d;
+    if (to_space_) {
+      if (d[1] % (b_ * b_) != 0)
+        return InvalidArgument(node_.Describe(), ": channels ", d[1], " not divisible by blocksize^2");
+      o = {d[0], d[1] / (b_ * b_), d[2] * b_, d[3] * b_};
+    } else {
+      if (d[2] % b_ != 0 || d[3] % b_ != 0)
+        return InvalidArgument(node_.Describe(), ": spatial dims ", Dims(d), " not divisible by blocksize");
+      o = {d[0], d[1] * b_ * b_, d[2] / b_, d[3] / b_};
+    }
+    ctx.out[0] = {ctx.in[0]->dtype, std::move(o), nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const size_t es = ElementSize(ctx.out[0].dtype);
+    // Work in the "space" layout [N, C, H*b, W*b]; the depth tensor is [N, C*b*b, H, W].
+    const auto& sd = to_space_ ? ctx.out[0].dims : ctx.in[0].dims;
+    const int64_t n = sd[0], c = sd[1], hs = sd[2], ws = sd[3], h = hs / b_, w = ws / b_;
+    const char* src = ctx.in[0].ptr<char>();
+    char* dst = ctx.out[0].ptr<char>();
+    for (int64_t in = 0; in < n; ++in)
+      for (int64_t ic = 0; ic < c; ++ic)
+        for (int64_t y = 0; y < hs; ++y)
+          for (int64_t x = 0; x < ws; ++x) {
+            const int64_t by = y % b_, bx = x % b_;
+            const int64_t dc = crd_ ? (ic * b_ + by) * b_ + bx : (by * b_ + bx) * c + ic;
+            const int64_t space = ((in * c + ic) * hs + y) * ws + x;
+            const int64_t depth = ((in * c * b_ * b_ + dc) * h + y / b_) * w + x / b_;
+            const int64_t from = to_space_ ? depth : space, to = to_space_ ? space : depth;
+            std::memcpy(dst + static_cast<size_t>(to) * es, src + static_cast<size_t>(from) * es, es);
+          }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  bool to_space_;
+  int64_t b_;
+  bool crd_;
+};
+
 }  // namespace
 
 void RegisterTensorOps(std::vector<OpRegistration>& r) {
@@ -902,6 +1194,59 @@ void RegisterTensorOps(std::vector<OpRegistration>& r) {
                  return MakeKernel<CastKernel>(*info.node, static_cast<DataType>(to));
                },
                "numeric types, bool, float16, bfloat16; no strings or float8/4-bit"});
+  r.push_back({"Expand", 8, 23, [](const OpInfo& info) { return MakeKernel<ExpandKernel>(*info.node); },
+               "shape must be known when planning"});
+  r.push_back({"Tile", 6, 23, [](const OpInfo& info) { return MakeKernel<TileKernel>(*info.node); },
+               "repeats must be known when planning"});
+  r.push_back({"Split", 2, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 const auto& at = info.node->attrs;
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t axis, at.GetInt("axis", 0));
+                 std::optional<std::vector<int64_t>> split;
+                 if (info.opset < 13 && at.Has("split")) {
+                   ONNXQ_ASSIGN_OR_RETURN(auto v, at.GetInts("split"));
+                   split = v;
+                 }
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t num, at.GetInt("num_outputs", 0));
+                 return MakeKernel<SplitKernel>(*info.node, axis, split, num);
+               },
+               "split sizes (attribute, or input known when planning), equal parts, num_outputs (18)"});
+  r.push_back({"ConstantOfShape", 9, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 Tensor v;
+                 if (info.node->attrs.Has("value")) {
+                   ONNXQ_ASSIGN_OR_RETURN(v, info.node->attrs.GetTensor("value"));
+                   if (v.numel() != 1)
+                     return InvalidArgument(info.node->Describe(), ": value must have one element");
+                   if (v.dtype() == DataType::kString || ElementSize(v.dtype()) == 0)
+                     return Unsupported(info.node->Describe(), ": value of type ",
+                                        DataTypeName(v.dtype()), " is not supported");
+                 } else {
+                   const float zero = 0.f;
+                   ONNXQ_ASSIGN_OR_RETURN(v, Tensor::FromBytes(DataType::kFloat, {1}, &zero, sizeof zero));
+                 }
+                 return MakeKernel<ConstantOfShapeKernel>(*info.node, std::move(v));
+               },
+               "shape must be known when planning"});
+  r.push_back({"Range", 11, 23, [](const OpInfo& info) { return MakeKernel<RangeKernel>(*info.node); },
+               "float32/float64/int16/int32/int64; start, limit and delta known when planning"});
+  r.push_back({"DepthToSpace", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t b, info.node->attrs.GetInt("blocksize"));
+                 StatusOr<std::string> mode = info.node->attrs.GetString("mode", "DCR");
+                 if (!mode.ok()) return mode.status();
+                 if (*mode != "DCR" && *mode != "CRD")
+                   return InvalidArgument(info.node->Describe(), ": mode must be DCR or CRD, got '",
+                                          *mode, "'");
+                 return MakeKernel<SpaceDepthKernel>(*info.node, true, b, *mode == "CRD");
+               },
+               "4-D, DCR and CRD"});
+  r.push_back({"SpaceToDepth", 1, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t b, info.node->attrs.GetInt("blocksize"));
+                 return MakeKernel<SpaceDepthKernel>(*info.node, false, b, false);
+               },
+               "4-D"});
 }
 
 }  // namespace onnxq::runtime
