@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "runtime/op_kernel.h"
 
@@ -479,6 +480,55 @@ class PowKernel : public OpKernel {
   const Node& node_;
 };
 
+// Mod: fmod = 0 (integers only) takes the divisor's sign, as Python's %; fmod = 1 is C's fmod.
+// A zero divisor gives 0 for integers (undefined in ONNX) rather than a crash.
+class ModKernel : public OpKernel {
+ public:
+  ModKernel(const Node& node, bool fmod) : node_(node), fmod_(fmod) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(1)) return InvalidArgument(node_.Describe(), ": needs two inputs");
+    if (ctx.in[0]->dtype != ctx.in[1]->dtype)
+      return InvalidArgument(node_.Describe(), ": input types differ");
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0]->dtype, node_, T, (void)0);
+    if (!fmod_ && IsFloatingPoint(ctx.in[0]->dtype))
+      return InvalidArgument(node_.Describe(), ": floating-point Mod needs fmod = 1");
+    ONNXQ_ASSIGN_OR_RETURN(auto out, BroadcastShapes(ctx.in[0]->dims, ctx.in[1]->dims, node_));
+    ctx.out[0] = {ctx.in[0]->dtype, std::move(out), nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    BroadcastPlan p = MakeBroadcastPlan(ctx.in[0].dims, ctx.in[1].dims, ctx.out[0].dims);
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0].dtype, node_, T, Apply<T>(ctx, p));
+    return Status::Ok();
+  }
+
+ private:
+  template <typename T>
+  void Apply(const RunContext& ctx, const BroadcastPlan& p) const {
+    const T* a = ctx.in[0].ptr<T>();
+    const T* b = ctx.in[1].ptr<T>();
+    T* y = ctx.out[0].ptr<T>();
+    if constexpr (std::is_floating_point_v<T>) {
+      BroadcastApply(a, b, y, p, ctx.pool, [](T u, T v) { return std::fmod(u, v); });
+    } else {
+      const bool c_style = fmod_;
+      BroadcastApply(a, b, y, p, ctx.pool, [c_style](T u, T v) {
+        if (v == 0) return T(0);
+        if constexpr (std::is_signed_v<T>) {
+          if (v == T(-1)) return T(0);  // INT_MIN % -1 overflows
+        }
+        T r = static_cast<T>(u % v);
+        if constexpr (std::is_signed_v<T>) {
+          if (!c_style && r != 0 && ((r < 0) != (v < 0))) r = static_cast<T>(r + v);
+        }
+        return r;
+      });
+    }
+  }
+  const Node& node_;
+  bool fmod_;
+};
+
 enum class CmpOp { kEqual, kLess, kGreater, kLessOrEqual, kGreaterOrEqual };
 
 class CompareKernel : public OpKernel {
@@ -760,6 +810,12 @@ void RegisterElementwiseOps(std::vector<OpRegistration>& r) {
     r.push_back({m.op, m.since, 23, UnaryFactory(m.act, m.alpha, m.beta), "float32/float64"});
   }
   r.push_back({"Gelu", 20, 23, MakeGelu, "float32/float64; approximate none or tanh"});
+  r.push_back({"Mod", 10, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t fmod, info.node->attrs.GetInt("fmod", 0));
+                 return MakeKernel<ModKernel>(*info.node, fmod != 0);
+               },
+               "numeric; fmod 0 (integers, divisor's sign) or 1 (C fmod); numpy broadcasting"});
   r.push_back({"Pow", 1, 23, [](const OpInfo& info) { return MakeKernel<PowKernel>(*info.node); },
                "float32/float64 base; exponent of the same type or int32/int64; numpy broadcasting"});
   for (const auto& entry : {std::pair{"Equal", CmpOp::kEqual}, std::pair{"Less", CmpOp::kLess},

@@ -1038,6 +1038,91 @@ class RangeKernel : public OpKernel {
   const Node& node_;
 };
 
+// ScatterND: a copy of data with slices replaced (or combined, reduction 16+) at the index tuples.
+enum class ScatterReduce { kNone, kAdd, kMul, kMax, kMin };
+
+class ScatterNDKernel : public OpKernel {
+ public:
+  ScatterNDKernel(const Node& node, ScatterReduce reduce) : node_(node), reduce_(reduce) {}
+  Status Infer(InferContext& ctx) override {
+    for (size_t i = 0; i < 3; ++i)
+      if (!ctx.has(i)) return InvalidArgument(node_.Describe(), ": needs data, indices and updates");
+    const auto &data = *ctx.in[0], &idx = *ctx.in[1], &upd = *ctx.in[2];
+    ONNXQ_RETURN_IF_ERROR(NeedCopyableType(data.dtype, node_));
+    if (idx.dtype != DataType::kInt64)
+      return InvalidArgument(node_.Describe(), ": indices must be int64");
+    if (upd.dtype != data.dtype) return InvalidArgument(node_.Describe(), ": updates type differs from data");
+    if (reduce_ != ScatterReduce::kNone) {
+      ONNXQ_DISPATCH_NUMERIC(data.dtype, node_, T, (void)0);
+    }
+    if (idx.dims.empty()) return InvalidArgument(node_.Describe(), ": indices must have rank >= 1");
+    const int64_t k = idx.dims.back();
+    if (k < 1 || k > static_cast<int64_t>(data.dims.size()))
+      return InvalidArgument(node_.Describe(), ": index tuples of length ", k, " for rank-",
+                             data.dims.size(), " data");
+    std::vector<int64_t> want(idx.dims.begin(), idx.dims.end() - 1);
+    want.insert(want.end(), data.dims.begin() + k, data.dims.end());
+    if (upd.dims != want)
+      return InvalidArgument(node_.Describe(), ": updates ", Dims(upd.dims), " should be ", Dims(want));
+    ctx.out[0] = {data.dtype, data.dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    if (reduce_ == ScatterReduce::kNone) return Apply<char>(ctx);
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0].dtype, node_, T, return Apply<T>(ctx));
+    return Status::Ok();
+  }
+
+ private:
+  // T = char: plain byte copies (reduction none, any type).
+  template <typename T>
+  Status Apply(const RunContext& ctx) const {
+    const auto& dd = ctx.in[0].dims;
+    const size_t es = ElementSize(ctx.in[0].dtype);
+    if (ctx.out[0].data != ctx.in[0].data) std::memcpy(ctx.out[0].data, ctx.in[0].data, ctx.in[0].nbytes());
+    const int64_t k = ctx.in[1].dims.back();
+    const int64_t tuples = k > 0 ? ctx.in[1].numel / k : 0;
+    int64_t slice = 1;
+    for (size_t i = static_cast<size_t>(k); i < dd.size(); ++i) slice *= dd[i];
+    std::vector<int64_t> stride(dd.size(), 1);
+    for (size_t i = dd.size(); i-- > 1;) stride[i - 1] = stride[i] * dd[i];
+    const int64_t* ix = ctx.in[1].ptr<int64_t>();
+    char* out = ctx.out[0].ptr<char>();
+    const char* upd = ctx.in[2].ptr<char>();
+    for (int64_t t = 0; t < tuples; ++t) {
+      int64_t off = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        int64_t v = ix[t * k + j];
+        const int64_t dim = dd[static_cast<size_t>(j)];
+        if (v < 0) v += dim;
+        if (v < 0 || v >= dim)
+          return InvalidArgument(node_.Describe(), ": index ", ix[t * k + j], " out of range for dim ",
+                                 j, " of size ", dim);
+        off += v * stride[static_cast<size_t>(j)];
+      }
+      if constexpr (std::is_same_v<T, char>) {
+        std::memcpy(out + static_cast<size_t>(off) * es, upd + static_cast<size_t>(t * slice) * es,
+                    static_cast<size_t>(slice) * es);
+      } else {
+        T* o = reinterpret_cast<T*>(out) + off;
+        const T* u = reinterpret_cast<const T*>(upd) + t * slice;
+        for (int64_t e = 0; e < slice; ++e) {
+          switch (reduce_) {
+            case ScatterReduce::kAdd: o[e] = static_cast<T>(o[e] + u[e]); break;
+            case ScatterReduce::kMul: o[e] = static_cast<T>(o[e] * u[e]); break;
+            case ScatterReduce::kMax: o[e] = std::max(o[e], u[e]); break;
+            case ScatterReduce::kMin: o[e] = std::min(o[e], u[e]); break;
+            default: o[e] = u[e]; break;
+          }
+        }
+      }
+    }
+    return Status::Ok();
+  }
+  const Node& node_;
+  ScatterReduce reduce_;
+};
+
 // DepthToSpace (DCR / CRD) and SpaceToDepth on NCHW tensors.
 class SpaceDepthKernel : public OpKernel {
  public:
@@ -1230,6 +1315,26 @@ void RegisterTensorOps(std::vector<OpRegistration>& r) {
                "shape must be known when planning"});
   r.push_back({"Range", 11, 23, [](const OpInfo& info) { return MakeKernel<RangeKernel>(*info.node); },
                "float32/float64/int16/int32/int64; start, limit and delta known when planning"});
+  r.push_back({"ScatterND", 11, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 StatusOr<std::string> red = info.node->attrs.GetString("reduction", "none");
+                 if (!red.ok()) return red.status();
+                 ScatterReduce r = ScatterReduce::kNone;
+                 if (*red == "add") {
+                   r = ScatterReduce::kAdd;
+                 } else if (*red == "mul") {
+                   r = ScatterReduce::kMul;
+                 } else if (*red == "max") {
+                   r = ScatterReduce::kMax;
+                 } else if (*red == "min") {
+                   r = ScatterReduce::kMin;
+                 } else if (*red != "none") {
+                   return InvalidArgument(info.node->Describe(), ": unknown reduction '", *red, "'");
+                 }
+                 return MakeKernel<ScatterNDKernel>(*info.node, r);
+               },
+               "any fixed-size type (reductions: numeric); int64 indices, negative indices; "
+               "duplicate indices apply in order"});
   r.push_back({"DepthToSpace", 1, 23,
                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                  ONNXQ_ASSIGN_OR_RETURN(int64_t b, info.node->attrs.GetInt("blocksize"));
