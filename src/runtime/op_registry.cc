@@ -109,7 +109,7 @@ bool IsShapeInput(const Node& node, size_t index) {
   if (!node.domain.empty() && node.domain != "ai.onnx") return false;
   const std::string& op = node.op_type;
   if (op == "Reshape" || op == "Squeeze" || op == "Unsqueeze" || op.rfind("Reduce", 0) == 0 ||
-      op == "Expand" || op == "Tile" || op == "Split")
+      op == "Expand" || op == "Tile" || op == "Split" || op == "CumSum")
     return index == 1;
   if (op == "ConstantOfShape") return index == 0;
   if (op == "Range") return index <= 2;

@@ -300,16 +300,47 @@ class UnaryKernel : public OpKernel {
       : node_(node), act_(act), alpha_(alpha), beta_(beta) {}
   Status Infer(InferContext& ctx) override {
     if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
-    ONNXQ_DISPATCH_FLOAT(ctx.in[0]->dtype, node_, T, (void)0);
+    if (IntegerCapable() && IsInteger(ctx.in[0]->dtype)) {
+      ONNXQ_DISPATCH_NUMERIC(ctx.in[0]->dtype, node_, T, (void)0);
+    } else {
+      ONNXQ_DISPATCH_FLOAT(ctx.in[0]->dtype, node_, T, (void)0);
+    }
     ctx.out[0] = {ctx.in[0]->dtype, ctx.in[0]->dims, nullptr};
     return Status::Ok();
   }
   Status Run(const RunContext& ctx) const override {
+    if (IntegerCapable() && IsInteger(ctx.in[0].dtype)) {
+      ONNXQ_DISPATCH_NUMERIC(ctx.in[0].dtype, node_, T, ApplyInteger<T>(ctx));
+      return Status::Ok();
+    }
     ONNXQ_DISPATCH_FLOAT(ctx.in[0].dtype, node_, T, Apply<T>(ctx));
     return Status::Ok();
   }
 
  private:
+  // Abs, Neg and Sign also run on integers (shape arithmetic uses them on int64).
+  bool IntegerCapable() const { return act_ == Act::kAbs || act_ == Act::kNeg || act_ == Act::kSign; }
+
+  template <typename T>
+  void ApplyInteger(const RunContext& ctx) const {
+    if constexpr (std::is_integral_v<T>) {
+      const T* x = ctx.in[0].ptr<T>();
+      T* y = ctx.out[0].ptr<T>();
+      for (int64_t i = 0; i < ctx.out[0].numel; ++i) {
+        const T v = x[i];
+        if (act_ == Act::kSign) {
+          y[i] = static_cast<T>(v > T(0) ? 1 : 0) - static_cast<T>(v < T(0) ? 1 : 0);
+        } else if constexpr (std::is_signed_v<T>) {
+          y[i] = act_ == Act::kNeg ? static_cast<T>(-v) : (v < 0 ? static_cast<T>(-v) : v);
+        } else {  // unsigned: Abs is the identity, Neg wraps as numpy does
+          y[i] = act_ == Act::kNeg ? static_cast<T>(T(0) - v) : v;
+        }
+      }
+    } else {
+      Apply<T>(ctx);
+    }
+  }
+
   template <typename T>
   void Apply(const RunContext& ctx) const {
     const T* x = ctx.in[0].ptr<T>();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <type_traits>
 
@@ -1123,6 +1124,256 @@ class ScatterNDKernel : public OpKernel {
   ScatterReduce reduce_;
 };
 
+// GatherElements: out[i][j][k] = data[index[i][j][k]][j][k] along axis (indices' shape).
+class GatherElementsKernel : public OpKernel {
+ public:
+  GatherElementsKernel(const Node& node, int64_t axis) : node_(node), axis_(axis) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(1)) return InvalidArgument(node_.Describe(), ": needs data and indices");
+    const auto &d = *ctx.in[0], &ix = *ctx.in[1];
+    ONNXQ_RETURN_IF_ERROR(NeedCopyableType(d.dtype, node_));
+    if (ix.dtype != DataType::kInt32 && ix.dtype != DataType::kInt64)
+      return InvalidArgument(node_.Describe(), ": indices must be int32 or int64");
+    if (ix.dims.size() != d.dims.size())
+      return InvalidArgument(node_.Describe(), ": indices rank ", ix.dims.size(), " != data rank ", d.dims.size());
+    ONNXQ_ASSIGN_OR_RETURN(axis_n_, NormalizeAxis(axis_, static_cast<int64_t>(d.dims.size()), node_));
+    for (size_t i = 0; i < d.dims.size(); ++i)
+      if (static_cast<int64_t>(i) != axis_n_ && ix.dims[i] > d.dims[i])
+        return InvalidArgument(node_.Describe(), ": indices ", Dims(ix.dims), " exceed data ", Dims(d.dims));
+    ctx.out[0] = {d.dtype, ix.dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const auto &dd = ctx.in[0].dims, &id = ctx.in[1].dims;
+    const size_t r = dd.size(), es = ElementSize(ctx.in[0].dtype);
+    std::vector<int64_t> dstride(r, 1);
+    for (size_t i = r; i-- > 1;) dstride[i - 1] = dstride[i] * dd[i];
+    const std::vector<int64_t> idx = RefInts(ctx.in[1]);
+    const int64_t n = dd[static_cast<size_t>(axis_n_)];
+    const char* src = ctx.in[0].ptr<char>();
+    char* dst = ctx.out[0].ptr<char>();
+    for (int64_t o = 0; o < ctx.out[0].numel; ++o) {
+      int64_t rem = o, off = 0;
+      for (size_t a = r; a-- > 0;) {
+        const int64_t c = rem % id[a];
+        rem /= id[a];
+        if (static_cast<int64_t>(a) == axis_n_) {
+          int64_t v = idx[static_cast<size_t>(o)];
+          if (v < -n || v >= n)
+            return InvalidArgument(node_.Describe(), ": index ", v, " out of range for axis size ", n);
+          off += (v < 0 ? v + n : v) * dstride[a];
+        } else {
+          off += c * dstride[a];
+        }
+      }
+      std::memcpy(dst + static_cast<size_t>(o) * es, src + static_cast<size_t>(off) * es, es);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  int64_t axis_;
+  int64_t axis_n_ = 0;
+};
+
+// GatherND (batch_dims): slices of data addressed by the last dim of indices.
+class GatherNDKernel : public OpKernel {
+ public:
+  GatherNDKernel(const Node& node, int64_t batch_dims) : node_(node), b_(batch_dims) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0) || !ctx.has(1)) return InvalidArgument(node_.Describe(), ": needs data and indices");
+    const auto &d = *ctx.in[0], &ix = *ctx.in[1];
+    ONNXQ_RETURN_IF_ERROR(NeedCopyableType(d.dtype, node_));
+    if (ix.dtype != DataType::kInt64) return InvalidArgument(node_.Describe(), ": indices must be int64");
+    if (ix.dims.empty()) return InvalidArgument(node_.Describe(), ": indices must have rank >= 1");
+    const int64_t k = ix.dims.back(), r = static_cast<int64_t>(d.dims.size());
+    if (b_ < 0 || b_ >= std::min<int64_t>(r, static_cast<int64_t>(ix.dims.size())) || k < 1 || b_ + k > r)
+      return InvalidArgument(node_.Describe(), ": batch_dims ", b_, " and index length ", k,
+                             " do not fit data of rank ", r);
+    for (int64_t i = 0; i < b_; ++i)
+      if (d.dims[static_cast<size_t>(i)] != ix.dims[static_cast<size_t>(i)])
+        return InvalidArgument(node_.Describe(), ": batch dims of data and indices differ");
+    std::vector<int64_t> out(ix.dims.begin(), ix.dims.end() - 1);
+    out.insert(out.end(), d.dims.begin() + b_ + k, d.dims.end());
+    ctx.out[0] = {d.dtype, std::move(out), nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const auto &dd = ctx.in[0].dims, &id = ctx.in[1].dims;
+    const size_t es = ElementSize(ctx.in[0].dtype);
+    const int64_t k = id.back();
+    int64_t batch = 1, slice = 1;
+    for (int64_t i = 0; i < b_; ++i) batch *= dd[static_cast<size_t>(i)];
+    for (size_t i = static_cast<size_t>(b_ + k); i < dd.size(); ++i) slice *= dd[i];
+    int64_t data_batch = 1;
+    for (size_t i = static_cast<size_t>(b_); i < dd.size(); ++i) data_batch *= dd[i];
+    const int64_t tuples = ctx.in[1].numel / k, per_batch = batch > 0 ? tuples / batch : 0;
+    std::vector<int64_t> stride(dd.size(), 1);
+    for (size_t i = dd.size(); i-- > 1;) stride[i - 1] = stride[i] * dd[i];
+    const int64_t* ix = ctx.in[1].ptr<int64_t>();
+    const char* src = ctx.in[0].ptr<char>();
+    char* dst = ctx.out[0].ptr<char>();
+    for (int64_t t = 0; t < tuples; ++t) {
+      int64_t off = (per_batch > 0 ? t / per_batch : 0) * data_batch;
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t dim = dd[static_cast<size_t>(b_ + j)];
+        int64_t v = ix[t * k + j];
+        if (v < -dim || v >= dim)
+          return InvalidArgument(node_.Describe(), ": index ", v, " out of range for dim ", b_ + j,
+                                 " of size ", dim);
+        off += (v < 0 ? v + dim : v) * stride[static_cast<size_t>(b_ + j)];
+      }
+      std::memcpy(dst + static_cast<size_t>(t * slice) * es, src + static_cast<size_t>(off) * es,
+                  static_cast<size_t>(slice) * es);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  int64_t b_;
+};
+
+// Trilu: keeps the upper (or lower) triangle of the last two dims from diagonal k.
+class TriluKernel : public OpKernel {
+ public:
+  TriluKernel(const Node& node, bool upper) : node_(node), upper_(upper) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    ONNXQ_RETURN_IF_ERROR(NeedCopyableType(ctx.in[0]->dtype, node_));
+    if (ctx.in[0]->dims.size() < 2) return InvalidArgument(node_.Describe(), ": input rank must be >= 2");
+    if (ctx.has(1) && ctx.in[1]->dtype != DataType::kInt64)
+      return InvalidArgument(node_.Describe(), ": k must be an int64 scalar");
+    ctx.out[0] = {ctx.in[0]->dtype, ctx.in[0]->dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    const int64_t k = ctx.in.size() > 1 && ctx.in[1].present() ? *ctx.in[1].ptr<int64_t>() : 0;
+    const auto& d = ctx.in[0].dims;
+    const int64_t rows = d[d.size() - 2], cols = d.back(), mats = rows * cols > 0 ? ctx.in[0].numel / (rows * cols) : 0;
+    const size_t es = ElementSize(ctx.in[0].dtype);
+    const char* src = ctx.in[0].ptr<char>();
+    char* dst = ctx.out[0].ptr<char>();
+    for (int64_t m = 0; m < mats; ++m)
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j) {
+          const size_t at = static_cast<size_t>((m * rows + i) * cols + j) * es;
+          const bool keep = upper_ ? j - i >= k : j - i <= k;
+          if (keep) {
+            std::memcpy(dst + at, src + at, es);
+          } else {
+            std::memset(dst + at, 0, es);
+          }
+        }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  bool upper_;
+};
+
+// CumSum along a run-time axis (exclusive / reverse attributes).
+class CumSumKernel : public OpKernel {
+ public:
+  CumSumKernel(const Node& node, bool exclusive, bool reverse)
+      : node_(node), exclusive_(exclusive), reverse_(reverse) {}
+  Status Infer(InferContext& ctx) override {
+    ONNXQ_RETURN_IF_ERROR(NeedValue(ctx, 1, node_, "axis"));
+    const auto& x = *ctx.in[0];
+    if (x.dtype != DataType::kFloat && x.dtype != DataType::kDouble && x.dtype != DataType::kInt32 &&
+        x.dtype != DataType::kInt64)
+      return Unsupported(node_.Describe(), ": element type ", DataTypeName(x.dtype), " is not supported");
+    ONNXQ_ASSIGN_OR_RETURN(auto a, ReadInts(*ctx.value(1), node_, "axis"));
+    if (a.size() != 1) return InvalidArgument(node_.Describe(), ": axis must be a scalar");
+    ONNXQ_ASSIGN_OR_RETURN(axis_n_, NormalizeAxis(a[0], static_cast<int64_t>(x.dims.size()), node_));
+    ctx.out[0] = {x.dtype, x.dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    ONNXQ_DISPATCH_NUMERIC(ctx.in[0].dtype, node_, T, Apply<T>(ctx));
+    return Status::Ok();
+  }
+
+ private:
+  template <typename T>
+  void Apply(const RunContext& ctx) const {
+    const auto& d = ctx.in[0].dims;
+    int64_t outer = 1, inner = 1;
+    for (int64_t i = 0; i < axis_n_; ++i) outer *= d[static_cast<size_t>(i)];
+    for (size_t i = static_cast<size_t>(axis_n_) + 1; i < d.size(); ++i) inner *= d[i];
+    const int64_t n = d[static_cast<size_t>(axis_n_)];
+    const T* x = ctx.in[0].ptr<T>();
+    T* y = ctx.out[0].ptr<T>();
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t in = 0; in < inner; ++in) {
+        T acc = 0;
+        for (int64_t s = 0; s < n; ++s) {
+          const int64_t j = reverse_ ? n - 1 - s : s;
+          const int64_t at = (o * n + j) * inner + in;
+          if (exclusive_) {
+            y[at] = acc;
+            acc = static_cast<T>(acc + x[at]);
+          } else {
+            acc = static_cast<T>(acc + x[at]);
+            y[at] = acc;
+          }
+        }
+      }
+  }
+  const Node& node_;
+  bool exclusive_, reverse_;
+  int64_t axis_n_ = 0;
+};
+
+// IsNaN / IsInf (detect_positive / detect_negative): bool masks of float tensors.
+class FloatClassKernel : public OpKernel {
+ public:
+  FloatClassKernel(const Node& node, bool nan, bool pos, bool neg)
+      : node_(node), nan_(nan), pos_(pos), neg_(neg) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    ONNXQ_DISPATCH_FLOAT(ctx.in[0]->dtype, node_, T, (void)0);
+    ctx.out[0] = {DataType::kBool, ctx.in[0]->dims, nullptr};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    ONNXQ_DISPATCH_FLOAT(ctx.in[0].dtype, node_, T, {
+      const T* x = ctx.in[0].ptr<T>();
+      bool* y = ctx.out[0].ptr<bool>();
+      for (int64_t i = 0; i < ctx.out[0].numel; ++i)
+        y[i] = nan_ ? std::isnan(x[i]) : ((pos_ && x[i] == std::numeric_limits<T>::infinity()) ||
+                                          (neg_ && x[i] == -std::numeric_limits<T>::infinity()));
+    });
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  bool nan_, pos_, neg_;
+};
+
+class SizeKernel : public OpKernel {
+ public:
+  explicit SizeKernel(const Node& node) : node_(node) {}
+  Status Infer(InferContext& ctx) override {
+    if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": missing input");
+    const int64_t n = NumElements(ctx.in[0]->dims);
+    ONNXQ_ASSIGN_OR_RETURN(value_, Tensor::FromBytes(DataType::kInt64, {}, &n, sizeof n));
+    ctx.out[0] = {DataType::kInt64, {}, &value_};
+    return Status::Ok();
+  }
+  Status Run(const RunContext& ctx) const override {
+    std::memcpy(ctx.out[0].data, value_.raw(), sizeof(int64_t));
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  Tensor value_;
+};
+
 // DepthToSpace (DCR / CRD) and SpaceToDepth on NCHW tensors.
 class SpaceDepthKernel : public OpKernel {
  public:
@@ -1335,6 +1586,42 @@ void RegisterTensorOps(std::vector<OpRegistration>& r) {
                },
                "any fixed-size type (reductions: numeric); int64 indices, negative indices; "
                "duplicate indices apply in order"});
+  r.push_back({"GatherElements", 11, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t axis, info.node->attrs.GetInt("axis", 0));
+                 return MakeKernel<GatherElementsKernel>(*info.node, axis);
+               },
+               "any fixed-size type; int32/int64 (negative) indices"});
+  r.push_back({"GatherND", 11, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t b, info.node->attrs.GetInt("batch_dims", 0));
+                 return MakeKernel<GatherNDKernel>(*info.node, b);
+               },
+               "any fixed-size type; int64 (negative) indices; batch_dims (12+)"});
+  r.push_back({"Trilu", 14, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t upper, info.node->attrs.GetInt("upper", 1));
+                 return MakeKernel<TriluKernel>(*info.node, upper != 0);
+               },
+               "any fixed-size type"});
+  r.push_back({"CumSum", 11, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t ex, info.node->attrs.GetInt("exclusive", 0));
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t rev, info.node->attrs.GetInt("reverse", 0));
+                 return MakeKernel<CumSumKernel>(*info.node, ex != 0, rev != 0);
+               },
+               "float32/float64/int32/int64; axis known when planning"});
+  r.push_back({"IsNaN", 9, 23,
+               [](const OpInfo& info) { return MakeKernel<FloatClassKernel>(*info.node, true, false, false); },
+               "float32/float64"});
+  r.push_back({"IsInf", 10, 23,
+               [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t pos, info.node->attrs.GetInt("detect_positive", 1));
+                 ONNXQ_ASSIGN_OR_RETURN(int64_t neg, info.node->attrs.GetInt("detect_negative", 1));
+                 return MakeKernel<FloatClassKernel>(*info.node, false, pos != 0, neg != 0);
+               },
+               "float32/float64"});
+  r.push_back({"Size", 1, 23, [](const OpInfo& info) { return MakeKernel<SizeKernel>(*info.node); }, ""});
   r.push_back({"DepthToSpace", 1, 23,
                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                  ONNXQ_ASSIGN_OR_RETURN(int64_t b, info.node->attrs.GetInt("blocksize"));
