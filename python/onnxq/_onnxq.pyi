@@ -107,7 +107,7 @@ class Session:
     def __init__(self, model_or_path: Union[Model, _Path], threads: Optional[int] = None,
                  isa: Optional[str] = None, integer: bool = True) -> None: ...
     def run(self, feeds: Dict[str, np.ndarray],
-            extra_outputs: Optional[List[str]] = None) -> Dict[str, np.ndarray]: ...
+            extra_outputs: Optional[List[str]] = None, profile: bool = False) -> Dict[str, np.ndarray]: ...
     @property
     def input_names(self) -> List[str]: ...
     @property
@@ -123,6 +123,9 @@ class Session:
     @property
     def last_stats(self) -> Dict[str, int]:
         """Statistics of the last run: peak_bytes, steps, fused, folded."""
+    @property
+    def last_profile(self) -> List[Dict[str, Any]]:
+        """Per executed node of the last run(profile=True): node, op, output, shape, us."""
 
 def supported_ops() -> List[str]:
     """Operators the executor implements."""

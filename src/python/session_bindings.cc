@@ -37,7 +37,7 @@ std::shared_ptr<Session> MakeSession(const py::object& model_or_path, const py::
   return std::shared_ptr<Session>(Unwrap(std::move(s)));
 }
 
-py::dict Run(Session& self, const py::dict& feeds, const py::object& extra_outputs) {
+py::dict Run(Session& self, const py::dict& feeds, const py::object& extra_outputs, bool profile) {
   std::map<std::string, Tensor> in;
   for (auto item : feeds) {
     std::string name = py::str(item.first);
@@ -45,6 +45,7 @@ py::dict Run(Session& self, const py::dict& feeds, const py::object& extra_outpu
   }
   RunOptions ro;
   if (!extra_outputs.is_none()) ro.extra_outputs = extra_outputs.cast<std::vector<std::string>>();
+  ro.profile = profile;
   StatusOr<std::map<std::string, Tensor>> out = Internal("unset");
   {
     py::gil_scoped_release release;
@@ -76,8 +77,9 @@ ONNXQ_PYTHON_BINDINGS(BindSession, 10) {
       .def(py::init(&MakeSession), py::arg("model_or_path"), py::arg("threads") = py::none(),
            py::arg("isa") = py::none(), py::arg("integer") = true)
       .def("run", &Run, py::arg("feeds"), py::arg("extra_outputs") = py::none(),
+           py::arg("profile") = false,
            "run({input name: ndarray}) -> {output name: ndarray}. extra_outputs names further "
-           "values to return.")
+           "values to return; profile=True times every executed node (see last_profile).")
       .def_property_readonly("input_names", &Session::input_names)
       .def_property_readonly("output_names", &Session::output_names)
       .def_property_readonly("num_threads", &Session::num_threads)
@@ -97,7 +99,24 @@ ONNXQ_PYTHON_BINDINGS(BindSession, 10) {
             d["folded"] = st.folded;
             return d;
           },
-          "Statistics of the last run: peak_bytes, steps, fused, folded.");
+          "Statistics of the last run: peak_bytes, steps, fused, folded.")
+      .def_property_readonly(
+          "last_profile",
+          [](const Session& s) {
+            py::list l;
+            for (const StepTime& t : s.last_stats().profile) {
+              py::dict d;
+              d["node"] = t.node;
+              d["op"] = t.op_type;
+              d["output"] = t.output;
+              d["shape"] = t.output_dims;
+              d["us"] = t.micros;
+              l.append(d);
+            }
+            return l;
+          },
+          "Per executed node of the last run(profile=True): node, op, output, shape, us "
+          "(empty otherwise).");
   m.def("supported_ops", &SupportedOps, "Operators the executor implements.");
 }
 

@@ -4,6 +4,7 @@
 #include "onnxq/runtime/session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -498,9 +499,25 @@ StatusOr<std::map<std::string, Tensor>> Session::Run(const std::map<std::string,
       (u.output ? plan->steps[u.step].ctx.out[u.slot] : plan->steps[u.step].ctx.in[u.slot]).data = p;
   };
   for (HookedBuffer& hb : plan->hooked_buffers) rebind(hb);
+  im.stats.profile.clear();
+  if (options.profile) im.stats.profile.reserve(plan->steps.size());
   for (Step& st : plan->steps) {
+    const auto t0 = options.profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     Status s = st.kernel->Run(st.ctx);
     if (!s.ok()) return s.Prepend("while running " + g.node(st.node).Describe());
+    if (options.profile) {
+      const auto t1 = std::chrono::steady_clock::now();
+      const Node& n = g.node(st.node);
+      StepTime t;
+      t.node = n.name.empty() ? "#" + std::to_string(n.id()) : n.name;
+      t.op_type = n.domain.empty() || n.domain == "ai.onnx" ? n.op_type : n.domain + "." + n.op_type;
+      if (!st.outputs.empty()) {
+        t.output = g.value(st.outputs[0]).name();
+        t.output_dims = st.ctx.out[0].dims;
+      }
+      t.micros = std::chrono::duration<double, std::micro>(t1 - t0).count();
+      im.stats.profile.push_back(std::move(t));
+    }
     for (size_t i : st.hooked) {
       ValueId v = st.outputs[i];
       HookedBuffer& hb = plan->hooked_buffers[plan->hooked_index[v]];

@@ -40,6 +40,19 @@ struct RunOptions {
   std::vector<ValueId> hooked_values;
   // Extra values to return besides the graph outputs (by name), e.g. for per-layer comparisons.
   std::vector<std::string> extra_outputs;
+  // Time every executed step (steady_clock around each kernel; no hooks, no extra buffers kept,
+  // so the plan and the kernels are those of a plain run). Results in RunStats::profile.
+  bool profile = false;
+};
+
+// One executed step of a profiled run: a node of Session::model() (after QDQ lowering; a fused
+// activation is timed with its Conv).
+struct StepTime {
+  std::string node;     // node name (or "#id")
+  std::string op_type;  // domain-qualified for non-default domains
+  std::string output;   // name of the first output
+  std::vector<int64_t> output_dims;
+  double micros = 0;
 };
 
 struct RunStats {
@@ -47,6 +60,7 @@ struct RunStats {
   int64_t steps = 0;       // kernels the last run executed (fused and folded nodes excluded)
   int64_t fused = 0;       // activations fused into the preceding Conv in the last run's plan
   int64_t folded = 0;      // nodes evaluated at plan time (integer shape arithmetic)
+  std::vector<StepTime> profile;  // the last run's steps in order, when RunOptions::profile
 };
 
 class Session {
