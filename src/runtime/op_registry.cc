@@ -126,14 +126,35 @@ std::string Dims(const std::vector<int64_t>& d) { return DimsToString(d); }
 
 namespace onnxq {
 
-Status CheckSupported(const Model& model) {
-  int64_t opset = model.OpsetVersion("");
+std::vector<UnsupportedOp> UnsupportedOps(const Model& model) {
+  const int64_t opset = model.OpsetVersion("");
+  std::vector<UnsupportedOp> out;
   for (NodeId id : model.graph.order()) {
     const Node& n = model.graph.node(id);
     auto reg = runtime::FindOp(n, opset);
-    if (!reg.ok()) return reg.status();
+    if (reg.ok()) continue;
+    const std::string op = n.domain.empty() || n.domain == "ai.onnx" ? n.op_type : n.domain + "." + n.op_type;
+    auto it = std::find_if(out.begin(), out.end(), [&](const UnsupportedOp& u) { return u.op == op; });
+    if (it == out.end()) {
+      out.push_back({op, 1, reg.status().message()});
+    } else {
+      ++it->nodes;
+    }
   }
-  return Status::Ok();
+  return out;
+}
+
+Status CheckSupported(const Model& model) {
+  const std::vector<UnsupportedOp> bad = UnsupportedOps(model);
+  if (bad.empty()) return Status::Ok();
+  // The first offending node in full; the other operator types by count, so one error lists all
+  // a user has to deal with.
+  std::string msg = bad[0].first_error;
+  if (bad[0].nodes > 1) msg += " (" + std::to_string(bad[0].nodes) + " nodes)";
+  for (size_t i = 1; i < bad.size(); ++i)
+    msg += (i == 1 ? "; also unsupported: " : ", ") + bad[i].op + " (" + std::to_string(bad[i].nodes) +
+           (bad[i].nodes == 1 ? " node)" : " nodes)");
+  return Unsupported(msg);
 }
 
 std::vector<std::string> SupportedOps() {

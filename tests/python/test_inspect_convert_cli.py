@@ -56,7 +56,8 @@ def test_inspect_text_and_json_keys(onnxq_cli, tmp_path):
     s = json.loads(proc.stdout)
     assert list(s) == ["path", "ir_version", "opsets", "producer", "num_nodes", "op_counts",
                        "parameter_count", "bytes_by_dtype", "params_by_dtype", "inputs", "outputs",
-                       "metadata"]
+                       "metadata", "unsupported_ops"]
+    assert s["unsupported_ops"] == []
     assert s["parameter_count"] == 5
     assert s["bytes_by_dtype"] == {"float32": 12, "int64": 16}
     assert s["metadata"] == {"license": "test", "note": "quote \" and newline \n"}
@@ -67,6 +68,29 @@ def test_inspect_text_and_json_keys(onnxq_cli, tmp_path):
     assert text.returncode == 0
     assert "parameters: 5" in text.stdout
     assert "Relu" in text.stdout and "x: float32 [3]" in text.stdout
+    assert "executor:   every operator is supported" in text.stdout
+
+
+def test_inspect_and_quantize_name_every_unsupported_operator(onnxq_cli, tmp_path):
+    nodes = [helper.make_node("Hardmax", ["x"], ["h1"], name="hm1"),
+             helper.make_node("Hardmax", ["h1"], ["h2"], name="hm2"),
+             helper.make_node("NonZero", ["h2"], ["nz"], name="nz"),
+             helper.make_node("Relu", ["x"], ["r"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("nz", TensorProto.INT64, None),
+                               helper.make_tensor_value_info("r", TensorProto.FLOAT, [2, 3])])
+    path = tmp_path / "u.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    s = json.loads(run(onnxq_cli, "inspect", path, "--json").stdout)
+    assert s["unsupported_ops"] == [{"op": "Hardmax", "nodes": 2}, {"op": "NonZero", "nodes": 1}]
+    text = run(onnxq_cli, "inspect", path).stdout
+    assert "unsupported: Hardmax (2 nodes) NonZero (1 node)" in text
+    np.save(tmp_path / "x.npy", np.zeros((2, 3), np.float32))
+    q = run(onnxq_cli, "quantize", path, "-o", tmp_path / "q.onnx", "--calib", tmp_path / "x.npy")
+    assert q.returncode != 0
+    assert ("unsupported operator Hardmax (opset 13) at node 'hm1' (2 nodes); "
+            "also unsupported: NonZero (1 node)") in q.stderr
+    assert not (tmp_path / "q.onnx").exists()
 
 
 def test_convert_round_trip(onnxq_cli, tmp_path):

@@ -94,8 +94,16 @@ class Session {
   std::unique_ptr<Impl> impl_;
 };
 
-// OK if every node's (op type, domain, opset) is one the executor implements.
+// OK if every node's (op type, domain, opset) is one the executor implements; otherwise
+// Unsupported naming the first offending node and every other unsupported operator type.
 Status CheckSupported(const Model& model);
+struct UnsupportedOp {
+  std::string op;           // "Hardmax", or "com.microsoft.Foo" for other domains
+  int64_t nodes = 0;        // how many nodes use it
+  std::string first_error;  // "unsupported operator Hardmax (opset 13) at node 'h1'"
+};
+// The operator types the executor cannot run, in graph order of first use.
+std::vector<UnsupportedOp> UnsupportedOps(const Model& model);
 // The ops the executor implements, for docs and error messages.
 std::vector<std::string> SupportedOps();
 
