@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <string>
 
-#include "onnxq/ir/summary.h"
 #include "onnxq/onnx/model_io.h"
+#include "onnxq/runtime/session.h"
 
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 3 || (argc == 3 && std::string(argv[2]) != "--json")) {
@@ -17,8 +17,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", model.status().ToString().c_str());
     return 1;
   }
-  onnxq::ModelSummary summary = onnxq::Summarize(*model);
-  std::string text = argc == 3 ? onnxq::SummaryToJson(summary) : onnxq::SummaryToText(summary);
+  // The IR summary plus whether onnxq's executor can run the model.
+  std::string text = argc == 3 ? onnxq::InspectJson(*model) : onnxq::InspectText(*model);
   std::fputs(text.c_str(), stdout);
   if (!text.empty() && text.back() != '\n') std::fputc('\n', stdout);
   return 0;

@@ -4,9 +4,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "cli/common_options.h"
-#include "onnxq/base/json.h"
 #include "onnxq/runtime/session.h"
-#include "onnxq/ir/summary.h"
 #include "onnxq/onnx/model_io.h"
 
 namespace onnxq::cli {
@@ -23,33 +21,7 @@ int RunInspect(const std::vector<std::string>& args) {
   return RunCommand(p, args, [](const ArgParser& a) -> Status {
     ONNXQ_ASSIGN_OR_RETURN(ImportOptions opts, ImportOptionsFromArgs(a));
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModel(a.Arg("MODEL"), opts));
-    ModelSummary s = Summarize(model);
-    const std::vector<UnsupportedOp> bad = UnsupportedOps(model);
-    std::string out;
-    if (a.GetFlag("json")) {
-      out = SummaryToJson(s);
-      // One more key in the same object: the operators onnxq's executor cannot run.
-      std::string field = ",\n  \"unsupported_ops\": [";
-      for (size_t i = 0; i < bad.size(); ++i)
-        field += (i ? ", " : "") + std::string("{\"op\": ") + JsonQuote(bad[i].op) +
-                 ", \"nodes\": " + std::to_string(bad[i].nodes) + "}";
-      field += "]\n";
-      const size_t end = out.rfind('}');
-      if (end == std::string::npos) return Internal("inspect: malformed summary JSON");
-      size_t cut = end;
-      while (cut > 0 && (out[cut - 1] == '\n' || out[cut - 1] == ' ')) --cut;
-      out = out.substr(0, cut) + field + out.substr(end);
-    } else {
-      out = SummaryToText(s);
-      if (bad.empty()) {
-        out += "executor:   every operator is supported\n";
-      } else {
-        out += "executor:   cannot run this model (so cannot calibrate it); unsupported:";
-        for (const UnsupportedOp& u : bad)
-          out += " " + u.op + " (" + std::to_string(u.nodes) + (u.nodes == 1 ? " node)" : " nodes)");
-        out += "\n";
-      }
-    }
+    const std::string out = a.GetFlag("json") ? InspectJson(model) : InspectText(model);
     std::fwrite(out.data(), 1, out.size(), stdout);
     return Status::Ok();
   });

@@ -12,6 +12,7 @@
 
 #include "onnxq/ir/graph.h"
 #include "onnxq/ir/summary.h"
+#include "onnxq/runtime/session.h"
 #include "onnxq/ir/types.h"
 #include "onnxq/onnx/model_io.h"
 #include "python/common.h"
@@ -175,13 +176,14 @@ ONNXQ_PYTHON_BINDINGS(BindModel, 0) {
           "inspect",
           [](const Model& self) {
             // The very JSON `onnxq inspect --json` prints, so both always agree.
-            std::string json = SummaryToJson(Summarize(self));
+            std::string json = InspectJson(self);
             return py::module_::import("json").attr("loads")(json).cast<py::dict>();
           },
           "The summary `onnxq inspect --json` prints, as a dict: op_counts, parameter_count, "
-          "bytes_by_dtype, params_by_dtype, inputs, outputs, opsets, metadata, ...")
+          "bytes_by_dtype, params_by_dtype, inputs, outputs, opsets, metadata, unsupported_ops "
+          "(operators onnxq's executor cannot run), ...")
       .def(
-          "summary", [](const Model& self) { return SummaryToText(Summarize(self)); },
+          "summary", [](const Model& self) { return InspectText(self); },
           "The human-readable summary `onnxq inspect` prints.")
       .def("save", &Save, py::arg("path"),
            "Writes the model as ONNX, atomically: on error nothing is left at `path`.")

@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <set>
 
+#include "onnxq/base/json.h"
+#include "onnxq/ir/summary.h"
 #include "onnxq/runtime/session.h"
 #include "runtime/op_kernel.h"
 #include "runtime/qdq_lowering.h"
@@ -155,6 +157,32 @@ Status CheckSupported(const Model& model) {
     msg += (i == 1 ? "; also unsupported: " : ", ") + bad[i].op + " (" + std::to_string(bad[i].nodes) +
            (bad[i].nodes == 1 ? " node)" : " nodes)");
   return Unsupported(msg);
+}
+
+std::string InspectText(const Model& model) {
+  std::string out = SummaryToText(Summarize(model));
+  const std::vector<UnsupportedOp> bad = UnsupportedOps(model);
+  if (bad.empty()) return out + "executor:   every operator is supported\n";
+  out += "executor:   cannot run this model (so cannot calibrate it); unsupported:";
+  for (const UnsupportedOp& u : bad)
+    out += " " + u.op + " (" + std::to_string(u.nodes) + (u.nodes == 1 ? " node)" : " nodes)");
+  return out + "\n";
+}
+
+std::string InspectJson(const Model& model) {
+  std::string out = SummaryToJson(Summarize(model));
+  std::string field = ",\n  \"unsupported_ops\": [";
+  const std::vector<UnsupportedOp> bad = UnsupportedOps(model);
+  for (size_t i = 0; i < bad.size(); ++i)
+    field += (i ? ", " : "") + std::string("{\"op\": ") + JsonQuote(bad[i].op) +
+             ", \"nodes\": " + std::to_string(bad[i].nodes) + "}";
+  field += "]\n";
+  // One more key in the summary's object (it ends with "}" and a newline).
+  size_t end = out.rfind('}');
+  if (end == std::string::npos) return out;
+  size_t cut = end;
+  while (cut > 0 && (out[cut - 1] == '\n' || out[cut - 1] == ' ')) --cut;
+  return out.substr(0, cut) + field + out.substr(end);
 }
 
 std::vector<std::string> SupportedOps() {

@@ -104,6 +104,10 @@ struct UnsupportedOp {
 };
 // The operator types the executor cannot run, in graph order of first use.
 std::vector<UnsupportedOp> UnsupportedOps(const Model& model);
+// What `onnxq inspect` prints (and Python's Model.summary() / inspect() return): the IR summary
+// (ir/summary.h) plus whether the executor can run the model ("unsupported_ops" in JSON).
+std::string InspectText(const Model& model);
+std::string InspectJson(const Model& model);
 // The ops the executor implements, for docs and error messages.
 std::vector<std::string> SupportedOps();
 
