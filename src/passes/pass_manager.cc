@@ -21,6 +21,7 @@ struct Entry {
 
 const std::vector<Entry>& Registry() {
   static const std::vector<Entry> entries = {
+      {"upgrade-opset", &MakeUpgradeOpsetPass},
       {"remove-identity", &MakeRemoveIdentityPass},
       {"remove-dropout", &MakeRemoveDropoutPass},
       {"fold-constants", &MakeFoldConstantsPass},
@@ -144,11 +145,13 @@ StatusOr<std::unique_ptr<Pass>> CreatePass(const std::string& name) {
 }
 
 const std::vector<std::string>& DefaultPipeline() {
-  // Order matters: Identity goes first so that constant chains become visible, constants are
-  // folded before Dropout removal (exporters feed training_mode from a Constant node), batch norm is
+  // Order matters: the opset upgrade comes first (later passes and the QDQ export assume opset 13
+  // where the model had older semantics), then Identity so that constant chains become visible,
+  // constants are folded before Dropout removal (exporters feed training_mode from a Constant node), batch norm is
   // folded before Mul/Add folding (which would otherwise see BN's output), and grouping runs last
   // on the final node set. Cross-layer equalization ("cle") is opt-in: it changes weights.
   static const std::vector<std::string> pipeline = {
+      "upgrade-opset",
       "remove-identity",   "fold-constants",    "remove-dropout",     "dead-code",
       "fold-batchnorm",    "fold-conv-mul-add", "matmul-add-to-gemm", "dead-code",
       "mark-activation-groups",

@@ -23,6 +23,7 @@ std::unique_ptr<Pass> MakeFoldConvMulAddPass();
 std::unique_ptr<Pass> MakeMatMulAddToGemmPass();
 std::unique_ptr<Pass> MakeMarkActivationGroupsPass();
 std::unique_ptr<Pass> MakeEqualizePass();
+std::unique_ptr<Pass> MakeUpgradeOpsetPass();
 
 // The tensor of a value that is a true constant: an initializer that is not also a graph input
 // (a caller may override those). nullptr otherwise.

@@ -211,13 +211,23 @@ TEST(QuantPipeline, BiasCorrectionKeepsModelValid) {
   }
 }
 
-TEST(QuantPipeline, Errors) {
-  Model old = TestModel(12);
+TEST(QuantPipeline, OldOpsetIsUpgradedOrRefused) {
+  // Opset 12: the pipeline's upgrade-opset pass carries it to 13, the first opset with
+  // per-channel DequantizeLinear; the result is the same model's QDQ file.
   auto src = TensorSource(Samples(2, 1));
-  auto r = Quantize(old, *src, MinMaxConfig());
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("opset"), std::string::npos) << r.status().ToString();
+  auto r12 = Quantize(TestModel(12), *src, MinMaxConfig());
+  ASSERT_TRUE(r12.ok()) << r12.status().ToString();
+  EXPECT_EQ(r12->quantized.OpsetVersion(""), 13);
+  auto r13 = Quantize(TestModel(), *src, MinMaxConfig());
+  ASSERT_TRUE(r13.ok()) << r13.status().ToString();
+  EXPECT_EQ(r12->quantized.graph.num_nodes(), r13->quantized.graph.num_nodes());
+  // Opset 6 is not upgraded (legacy broadcasting): refused with a message naming the opset.
+  auto r6 = Quantize(TestModel(6), *src, MinMaxConfig());
+  ASSERT_FALSE(r6.ok());
+  EXPECT_NE(r6.status().message().find("opset"), std::string::npos) << r6.status().ToString();
+}
 
+TEST(QuantPipeline, Errors) {
   auto empty = TensorSource({});
   auto e = Quantize(TestModel(), *empty, MinMaxConfig());
   ASSERT_FALSE(e.ok());
