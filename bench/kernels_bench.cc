@@ -9,9 +9,12 @@
 // a hook timestamps every value a step produces, except Conv outputs a Relu / Clip consumes (a
 // hooked Conv output would disable that fusion), so each step's time is the gap to the previous
 // hook call; the minimum and median over the runs are reported.
+// ONNXQ_BENCH_SMOKE=1: a minimal run (3 short timing rounds per measurement, at most 2 profiled runs)
+// that still prints the complete JSON, with "smoke": true; for tests, not for measuring.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -146,7 +149,7 @@ std::string ShapeText(const Tensor& t) {
   return s;
 }
 
-int ProfileModel(const std::string& path, int threads, int iters) {
+int ProfileModel(const std::string& path, int threads, int iters, bool smoke) {
   auto model = LoadModel(path);
   if (!model.ok()) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
@@ -232,7 +235,8 @@ int ProfileModel(const std::string& path, int threads, int iters) {
   auto minimum = [](const std::vector<double>& v) {
     return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
   };
-  std::string js = "{\n  \"model\": " + JsonQuote(path) + ", \"threads\": " + std::to_string(threads) +
+  std::string js = "{\n  \"model\": " + JsonQuote(path) + ", \"smoke\": " + (smoke ? "true" : "false") +
+                   ", \"threads\": " + std::to_string(threads) +
                    ", \"runs\": " + std::to_string(iters) + ",\n  \"run_ms\": {\"min\": " +
                    Fmt("%.3f", minimum(plain_ms)) + ", \"median\": " + Fmt("%.3f", median(plain_ms)) +
                    "},\n  \"hooked_run_ms\": {\"min\": " + Fmt("%.3f", minimum(hooked_ms)) +
@@ -289,18 +293,29 @@ int main(int argc, char** argv) {
     } else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
       iters = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr,
+      const bool help = std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0;
+      std::fprintf(help ? stdout : stderr,
                    "usage: %s [--quick] [--threads N] [--isa NAME] [--micro-only]\n"
-                   "       %s --profile MODEL [--threads N] [--iters N]\n",
+                   "       %s --profile MODEL [--threads N] [--iters N]\n"
+                   "  --quick       15 timing rounds instead of 41\n"
+                   "  --threads N   thread pool size (default 1)\n"
+                   "  --isa NAME    only this ISA: reference, avx2 or avx512 (default: all supported)\n"
+                   "  --micro-only  only the FMA peak and the GEMM microkernel\n"
+                   "  --profile M   per-step times of model M through onnxq::Session\n"
+                   "  --iters N     profiled runs (default 50)\n"
+                   "environment: ONNXQ_BENCH_SMOKE=1 for a minimal run that prints the complete JSON\n",
                    argv[0], argv[0]);
-      return 2;
+      return help ? 0 : 2;
     }
   }
-  if (!profile.empty()) return ProfileModel(profile, threads, iters);
-  const double min_round = 0.002;
-  g_rounds = quick ? 15 : 41;
+  const char* smoke_env = std::getenv("ONNXQ_BENCH_SMOKE");
+  const bool smoke = smoke_env != nullptr && std::strcmp(smoke_env, "1") == 0;
+  if (!profile.empty()) return ProfileModel(profile, threads, smoke ? std::min(iters, 2) : iters, smoke);
+  const double min_round = smoke ? 0.0002 : 0.002;
+  g_rounds = smoke ? 3 : quick ? 15 : 41;
   ThreadPool pool(threads);
   std::string js = "{\n  \"threads\": " + std::to_string(threads) + ",\n";
+  js += std::string("  \"smoke\": ") + (smoke ? "true" : "false") + ",\n";
   js += "  \"active_isa\": \"" + std::string(kernels::IsaName(kernels::ActiveIsa())) + "\",\n";
   js += "  \"isas\": {\n";
   std::vector<Isa> isas = kernels::SupportedIsas();
@@ -435,7 +450,7 @@ int main(int argc, char** argv) {
         auto conv = kernels::Conv2D::Create(sh, w.data(), bias.data(), kernels::Activation{0.f, 6.f}, isa);
         if (!conv.ok()) return 1;
         const double s = TimePerCall([&] { (*conv)->Run(x.data(), y.data(), 1, L.h, L.w, &pool); },
-                                     0.002);
+                                     min_round);
         total_s += s;
         per_layer += std::string(per_layer.empty() ? "" : ", ") + Fmt("%.1f", s * 1e6);
         const std::string alg = (*conv)->algorithm();

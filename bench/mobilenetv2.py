@@ -16,6 +16,10 @@ made interleaved, in this process: one ONNX Runtime run, then one onnxq run (Pyt
 calling thread's CPU time (`time.thread_time`: with one thread all work happens on the calling
 thread, and time spent descheduled by other processes is not counted). Both include their Python
 binding's input/output copies.
+
+ONNXQ_BENCH_SMOKE=1 (what the docs test uses): a minimal run, 2 iterations in 1 round with 1 warm-up
+run per measurement and the kernel bench in its smoke mode, that still prints the complete JSON
+(with "smoke": true); its numbers are not measurements.
 """
 import argparse
 import json
@@ -27,6 +31,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.environ.get("ONNXQ_BENCH_SMOKE") == "1"
 
 
 def fail(msg):
@@ -156,6 +161,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5,
                     help="alternating blocks of iters/rounds runs per library and thread count")
     args = ap.parse_args()
+    if SMOKE:
+        args.iters, args.warmup, args.rounds = min(args.iters, 2), min(args.warmup, 1), 1
 
     if not os.path.exists(args.model):
         fail(f"model not found: {args.model} (set ONNXQ_SHARED or pass --model)")
@@ -170,7 +177,7 @@ def main():
         fail(f"`{cli}` has no `bench` command yet (it is part of the executor work, issue 3):\n"
              f"{(probe.stderr or probe.stdout).strip()}")
 
-    result = {"model": os.path.abspath(args.model), "batch": 1, "iters": args.iters}
+    result = {"model": os.path.abspath(args.model), "batch": 1, "iters": args.iters, "smoke": SMOKE}
     onnxq_ms, ort_ms, ort_min, raw = {}, {}, {}, {}
     ort_version = None
     # --rounds alternating blocks of iters / rounds runs each, so a burst of load from other

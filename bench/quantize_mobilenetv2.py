@@ -20,6 +20,10 @@ nodes computed in float (`Session(..., integer=False)`: exactly onnxq's fake-qua
 and by ONNX Runtime running the same file (fused integer kernels). Float reference: ONNX Runtime on the float model. Columns:
 top-1, top-5, top-1 agreement with float, mean KL(float || quantized) of the softmax outputs, and
 the top-1 agreement between ONNX Runtime and onnxq's simulation.
+
+ONNXQ_BENCH_SMOKE=1 (what the docs test uses): a minimal run with the same JSON layout ("smoke":
+true): each timing row once on 4 calibration images (8 for the "400" row), the first two rows of the
+grid, 8 calibration and 8 evaluation images; its numbers are not measurements.
 """
 import argparse
 import json
@@ -32,6 +36,7 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.environ.get("ONNXQ_BENCH_SMOKE") == "1"
 
 
 def shared_dir():
@@ -91,31 +96,35 @@ def main():
     if not os.path.exists(model) or not os.path.isdir(data):
         sys.exit(f"quantize_mobilenetv2.py: shared data not found under {shared_dir()} (set ONNXQ_SHARED)")
     tmp = tempfile.mkdtemp(prefix="onnxq-qbench-")
-    out = {"model": model, "threads": args.threads, "cpu_count": os.cpu_count()}
+    out = {"model": model, "threads": args.threads, "cpu_count": os.cpu_count(), "smoke": SMOKE}
+    # Image counts: calibration (timing rows "_100" / "_400", accuracy grid) and evaluation.
+    n_time, n_time_big, n_calib, n_eval = (4, 8, 8, 8) if SMOKE else (100, 400, 100, None)
+    if SMOKE:
+        args.timing_runs = 1
 
     # ---- wall time and peak memory of the CLI
     timing = {}
-    for name, extra, count in [] if args.no_timing else [("default_100", [], 100), ("kl_100", ["--calibrator", "kl"], 100),
-                               ("mse_100", ["--calibrator", "mse"], 100),
-                               ("default_400", [], 400)]:
+    for name, extra, count in [] if args.no_timing else [
+            ("default_100", [], n_time), ("kl_100", ["--calibrator", "kl"], n_time),
+            ("mse_100", ["--calibrator", "mse"], n_time), ("default_400", [], n_time_big)]:
         cmd = [cli, "quantize", model, "-o", os.path.join(tmp, "t.onnx"), "--calib", data,
                "--calib-count", str(count), "--preprocess", "imagenet-tf", "--threads",
                str(args.threads), "--report", os.path.join(tmp, "t.json")] + extra
         load = os.getloadavg()[0]
-        runs = [timed_child(cmd) for _ in range(args.timing_runs if count == 100 else 1)]
+        runs = [timed_child(cmd) for _ in range(args.timing_runs if count == n_time else 1)]
         with open(os.path.join(tmp, "t.json")) as f:
             stages = json.load(f)["timings_ms"]
         timing[name] = {"wall_s": round(min(r[0] for r in runs), 3),
                         "wall_s_all": [round(r[0], 3) for r in runs],
                         "cpu_s_user_sys": round(min(r[2] for r in runs), 3),
                         "cpu_s_all": [round(r[2], 3) for r in runs],
-                        "load_average_before": round(load, 2),
+                        "load_average_before": round(load, 2), "calib_images": count,
                         "peak_rss_mib": round(max(r[1] for r in runs), 1),
                         "stages_ms_last_run": {k: round(v, 1) for k, v in stages.items()}}
     out["timing"] = timing
 
     # ---- evaluation data (decoded once)
-    ds = onnxq.calib.Dataset(data, preset="imagenet-tf", skip=100)
+    ds = onnxq.calib.Dataset(data, preset="imagenet-tf", skip=n_calib, **({"count": n_eval} if n_eval else {}))
     x = ds.load_batch(0, len(ds), threads=args.threads)
     labels = np.array([ds.label(i) for i in range(len(ds))])
 
@@ -147,10 +156,12 @@ def main():
     else:
         grid = [("auto", "per-channel", "auto", "auto"), ("auto", "per-tensor", "auto", "auto")] + \
                [(c, "per-channel", "auto", "auto") for c in ["minmax", "percentile", "mse", "kl"]]
+    if SMOKE:
+        grid = grid[:2]
     rows = []
     for calib, gran, cle, bc in grid:
         cfg = {"calibrator": calib, "weight_granularity": gran, "cle": cle, "bias_correction": bc,
-               "preprocess": "imagenet-tf", "calib_count": 100, "threads": args.threads}
+               "preprocess": "imagenet-tf", "calib_count": n_calib, "threads": args.threads}
         t0 = time.perf_counter()
         res = onnxq.quantize(model, data, cfg)
         qtime = time.perf_counter() - t0

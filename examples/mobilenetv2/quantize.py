@@ -7,8 +7,13 @@ Which model:
   - MODEL.onnx when given (an ImageNet classifier; say how it wants its pixels with --preprocess);
   - otherwise the shared MobileNetV2 next to this source tree ($ONNXQ_SHARED or <repo>/../shared,
     models/mobilenetv2-1.0.onnx: pixels scaled to [-1, 1], preset "imagenet-tf");
-  - otherwise, when online, MobileNetV2 from the ONNX model zoo (mobilenetv2-12.onnx: torchvision
-    mean/std, preset "imagenet-torch"), cached in ~/.cache/onnxq.
+  - otherwise, when online, MobileNetV2 from the ONNX model zoo (mobilenetv2-12: RGB NCHW
+    [N, 3, 224, 224], resize 256, center crop 224, scale to [0, 1], torchvision mean/std: preset
+    "imagenet-torch"): the archive mobilenetv2-12.tar.gz is downloaded, its sha256 checked, and the
+    model in it cached as $XDG_CACHE_HOME/onnxq/mobilenetv2-12.onnx (default
+    ~/.cache/onnxq/). A failed download or a checksum mismatch is an error that leaves nothing in
+    the cache. $ONNXQ_ZOO_URL and $ONNXQ_ZOO_SHA256 replace the archive's URL and checksum (a mirror,
+    or a file:// URL offline; the tests use both).
 Images: --data DIR (JPEG/PNG files and a labels.tsv of "file<TAB>class index"), by default the shared
 data/imagenet-sample. The first --calib-count images calibrate; the next --eval-count evaluate (never
 the same images).
@@ -20,9 +25,12 @@ latency (ONNX Runtime, when installed), and writes the model.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pathlib
 import sys
+import tarfile
+import tempfile
 import time
 import urllib.request
 
@@ -31,8 +39,13 @@ import numpy as np
 import onnxq
 from onnxq.data import ImageFolder
 
+# The ONNX model zoo's MobileNetV2 (opset 12) archive; the checksum is the one its git LFS pointer
+# records. The archive holds the model (one .onnx file) and test data, which is not extracted.
 ZOO_URL = ("https://github.com/onnx/models/raw/main/validated/vision/classification/mobilenet/model/"
-           "mobilenetv2-12.onnx")
+           "mobilenetv2-12.tar.gz")
+ZOO_SHA256 = "5f83b422708a708b592a5fd56d84710038511789df3ae510b84123930c37762d"
+ZOO_MODEL = "mobilenetv2-12.onnx"
+ZOO_PREPROCESS = "imagenet-torch"
 SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -49,18 +62,53 @@ def find_model(args) -> tuple[pathlib.Path, str]:
         return shared, args.preprocess or "imagenet-tf"
     if args.no_download:
         sys.exit(f"quantize.py: no model given and none at {shared} (downloads disabled)")
-    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "onnxq"
-    target = cache / "mobilenetv2-12.onnx"
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "onnxq"
+    target = cache / ZOO_MODEL
     if not target.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        print(f"downloading {ZOO_URL} -> {target}")
-        tmp = target.with_suffix(".part")
+        url = os.environ.get("ONNXQ_ZOO_URL") or ZOO_URL
+        sha256 = (os.environ.get("ONNXQ_ZOO_SHA256") or ZOO_SHA256).lower()
+        print(f"no model given and none at {shared}: downloading {url} -> {target}", flush=True)
         try:
-            urllib.request.urlretrieve(ZOO_URL, tmp)
-        except OSError as e:
-            sys.exit(f"quantize.py: no model given, none at {shared}, and the download failed: {e}")
-        tmp.replace(target)
-    return target, args.preprocess or "imagenet-torch"
+            download_zoo_model(url, sha256, target)
+        except (OSError, ValueError, tarfile.TarError) as e:
+            sys.exit(f"quantize.py: no model given, none at {shared}, and the ONNX zoo model could not be "
+                     f"fetched: {e}")
+    return target, args.preprocess or ZOO_PREPROCESS
+
+
+def download_zoo_model(url: str, sha256: str, target: pathlib.Path) -> None:
+    """Downloads the archive at url, checks its sha256 and writes its ZOO_MODEL member to target.
+    Works in temporary files next to target and renames at the end: nothing partial is left behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".download-", suffix=".part", delete=False)
+    model = None
+    try:
+        digest = hashlib.sha256()
+        with archive, urllib.request.urlopen(url, timeout=60) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                archive.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()} "
+                             "(nothing was saved)")
+        with tarfile.open(archive.name, "r:gz") as tar:
+            # The model is the archive's .onnx file (the rest is test data); its folder and, in some
+            # zoo archives, its name differ from the archive's, so match by suffix.
+            members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".onnx")]
+            if len(members) > 1:
+                members = [m for m in members if pathlib.PurePosixPath(m.name).name == ZOO_MODEL]
+            if len(members) != 1:
+                raise ValueError(f"{url} does not hold exactly one .onnx model (or one named {ZOO_MODEL})")
+            model = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".model-", suffix=".part", delete=False)
+            with model, tar.extractfile(members[0]) as src:
+                while chunk := src.read(1 << 20):
+                    model.write(chunk)
+        os.replace(model.name, target)
+        model = None
+    finally:
+        for tmp in (archive, model):
+            if tmp is not None and os.path.exists(tmp.name):
+                os.unlink(tmp.name)
 
 
 def ort_latency_ms(path: pathlib.Path, shape, iters: int) -> float | None:

@@ -15,6 +15,8 @@ For each fenced block:
 On every page (the reference pages too: cli, quantization, mixed-precision, ...), each `onnxq <command>`
 line, runnable or a synopsis with placeholders, must name a real command and only options its
 --help lists.
+The command lines of the other pages (benchmarks, fuzzing, the CLI reference) and the inline ones
+are collected and exercised by test_doc_commands.py.
 """
 
 import os
