@@ -23,6 +23,10 @@ classifier (|d logit_j| <= scale * max_k |W[j, k]|, plus 1e-5 relative float noi
 
 Microkernel: bin/onnxq_int8_gemm_bench, three runs (the VNNI peak measured on this CPU and the
 AVX-512 VNNI tile's GOP/s); the best peak and the best tile of the runs are compared.
+
+With ONNXQ_BENCH_SMOKE=1 it runs a minimal version (calibration on 8 images, 8 evaluation
+images, one round of 2 runs per engine, one short microkernel run) that prints the same JSON keys
+plus "smoke": true; its numbers only show that everything runs.
 """
 import argparse
 import json
@@ -150,7 +154,7 @@ def latency(onnxq, ort, qpath, fpath, threads, rounds, iters):
     }
 
 
-def gemm_bench(build, runs=3):
+def gemm_bench(build, runs=3, seconds="0.5"):
     """The VNNI peak and the tiles are timed one after the other; on a shared machine either can
     be preempted, so the best of `runs` runs of each is compared."""
     exe = os.path.join(build, "bin", "onnxq_int8_gemm_bench")
@@ -158,7 +162,7 @@ def gemm_bench(build, runs=3):
         return {"error": f"{exe} not built"}
     peaks, tiles, raws = [], [], []
     for _ in range(runs):
-        proc = subprocess.run([exe, "--seconds", "0.5"], capture_output=True, text=True)
+        proc = subprocess.run([exe, "--seconds", seconds], capture_output=True, text=True)
         if proc.returncode != 0:
             return {"error": proc.stderr.strip()}
         j = json.loads(proc.stdout)
@@ -185,6 +189,10 @@ def main():
     ap.add_argument("--eval", type=int, default=400, help="evaluation images for the agreement check")
     ap.add_argument("--skip-gemm-bench", action="store_true")
     args = ap.parse_args()
+    smoke = os.environ.get("ONNXQ_BENCH_SMOKE") == "1"
+    calib_count = "100"
+    if smoke:
+        args.rounds, args.iters, args.eval, calib_count = 1, 2, 8, "8"
     sys.path.insert(0, os.path.join(args.build, "python"))
     import onnxq
     import onnxruntime as ort
@@ -198,14 +206,15 @@ def main():
         if qpath is None:
             qpath = os.path.join(tmp, "mnv2_w8a8.onnx")
             cmd = [os.path.join(args.build, "bin", "onnxq"), "quantize", fpath, "-o", qpath, "--calib", data,
-                   "--calib-count", "100", "--preprocess", "imagenet-tf", "--threads", "2"]
+                   "--calib-count", calib_count, "--preprocess", "imagenet-tf", "--threads", "2"]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"int8_mobilenetv2.py: `{' '.join(cmd)}` failed:\n{proc.stderr}")
         ds = onnxq.calib.Dataset(data, preset="imagenet-tf", skip=100)
         x = ds.load_batch(0, min(args.eval, len(ds)), threads=2)
         result = {
-            "model": "mobilenetv2-1.0, onnxq quantize defaults (calib: first 100 of labels.tsv, imagenet-tf)",
+            "smoke": smoke,
+            "model": f"mobilenetv2-1.0, onnxq quantize defaults (calib: first {calib_count} of labels.tsv, imagenet-tf)",
             "cpu_isa": onnxq.active_isa() if hasattr(onnxq, "active_isa") else None,
             "agreement": agreement(onnxq, ort, qpath, x, tmp),
             "latency": [latency(onnxq, ort, qpath, fpath, t, args.rounds, args.iters) for t in (1, 2)],
@@ -214,7 +223,7 @@ def main():
                         "last_within_one_step_fraction": ">= 0.999", "top1_same_fraction": ">= 0.995"},
         }
         if not args.skip_gemm_bench:
-            result["int8_gemm_microkernel"] = gemm_bench(args.build)
+            result["int8_gemm_microkernel"] = gemm_bench(args.build, *((1, "0.05") if smoke else ()))
         result["load_average_end"] = load()
     print(json.dumps(result, indent=2))
 

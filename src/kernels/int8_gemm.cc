@@ -106,11 +106,21 @@ Table TableReference() {
   return t;
 }
 Table TableForIsa(int isa) {
+  Table t;
   switch (static_cast<Isa>(isa)) {
-    case Isa::kAvx512: return TableAvx512();
-    case Isa::kAvx2: return TableAvx2();
-    default: return TableReference();
+    case Isa::kAvx512:
+      t = TableAvx512();
+      NhwcKernelsAvx512(&t);
+      break;
+    case Isa::kAvx2:
+      t = TableAvx2();
+      NhwcKernelsAvx2(&t);
+      break;
+    default:
+      t = TableReference();
+      NhwcKernelsReference(&t);
   }
+  return t;
 }
 }  // namespace int8
 

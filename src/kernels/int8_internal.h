@@ -103,6 +103,64 @@ using AddFn = void (*)(const AddArgs& a);
 using RequantFloatFn = void (*)(const float* acc, int64_t n, int32_t bias, const float* scale,
                                 int32_t yzp, int32_t qmin, int32_t qmax, bool out_signed, void* y);
 
+// ---- Channels-last (NHWC) kernels (int8_nhwc.cc drives them; see int8_nhwc.h).
+
+// Pointwise GEMM: y[r][co] = requant(sum_k (x[r][k] - xzp) (W[co][k] - wzp[co]) + bias[co]) for
+// r < rows, co < co. Rows of x hold kq * 4 readable bytes (K rounded up to 4; the weights are zero
+// past K). Weights packed per 16 output channels: [co16][kq][16][4] int8, or (Table::w16, the
+// AVX2 vpmaddwd path) [co16][kq][2][16][2] int16 (the two k pairs of a quad).
+struct NhwcGemmArgs {
+  const uint8_t* x = nullptr;
+  int64_t ldx = 0;  // bytes between pixel rows
+  int64_t rows = 0, kq = 0;
+  bool x_flip = false;  // int8 activations: XOR 0x80 moves them into the uint8 domain
+  const void* w = nullptr;
+  int64_t co = 0;
+  const int32_t* off = nullptr;   // [co16 * 16]: bias - xzp * sum_k W + K * xzp * wzp
+  const int32_t* wzp = nullptr;   // [co16 * 16] or null (all zero)
+  const int32_t* xsum = nullptr;  // [rows] sum_k x (uint8 domain), with wzp
+  const float* scale = nullptr;   // [co16 * 16]
+  int32_t yzp = 0, qmin = 0, qmax = 255;
+  uint8_t* y = nullptr;
+  int64_t ldy = 0;  // elements between output pixel rows
+  // Float output instead (a float island's Conv after DequantizeLinear): yf[r][co] =
+  // float(acc) * scale[co], no rounding or clamp; y, yzp, qmin, qmax unused.
+  float* yf = nullptr;
+};
+using NhwcGemmFn = void (*)(const NhwcGemmArgs& a);
+
+// Depthwise convolution of output rows [oh_begin, oh_end) of one NHWC image with c channels.
+// Weights and per-channel parameters are padded to cp = c rounded up to 16 (zero weights there).
+struct NhwcDwArgs {
+  const uint8_t* x = nullptr;  // [in_h][in_w][c]
+  int64_t in_h = 0, in_w = 0, c = 0, cp = 0;
+  int32_t xzp = 0;  // zero point as the stored type's value
+  bool x_signed = false;
+  int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1, pad_top = 0, pad_left = 0;
+  int64_t out_h = 0, out_w = 0, oh_begin = 0, oh_end = 0;
+  const float* wf = nullptr;      // [kh * kw][cp]: w - wzp (vector variants)
+  const int16_t* wi = nullptr;    // [kh * kw][cp]: the same as integers (reference)
+  const int32_t* bias = nullptr;  // [cp]
+  const float* scale = nullptr;   // [cp]
+  int32_t yzp = 0, qmin = 0, qmax = 255;
+  uint8_t* y = nullptr;  // [out_h][out_w][c]
+  // Vector variants: ring of ring_rows padded input rows, each ring_w pixels x cp floats of
+  // x - xzp (0 in the padding); ring_tag[slot] = the input row a slot holds.
+  float* ring = nullptr;
+  int64_t* ring_tag = nullptr;
+  int64_t ring_rows = 0, ring_w = 0;
+};
+using NhwcDwFn = void (*)(const NhwcDwArgs& a);
+inline int64_t NhwcDwRingRows(int64_t kh, int64_t dh) { return (kh - 1) * dh + 1; }
+inline int64_t NhwcDwRingWidth(int64_t out_w, int64_t sw, int64_t kw, int64_t dw) {
+  return (out_w - 1) * sw + (kw - 1) * dw + 1;
+}
+
+// QuantizeLinear of n floats, per tensor, to 8 bits: y = clamp(round_half_even(x / scale) + zp)
+// (division, as ONNX Runtime), NaN giving the lower bound.
+using Quantize8Fn = void (*)(const float* x, int64_t n, float scale, int32_t zp, bool is_signed,
+                             void* y);
+
 struct Table {
   int mr = 0, nr = 0;
   bool w16 = false;  // W packed as int16 (the AVX2 vpmaddwd path)
@@ -110,11 +168,18 @@ struct Table {
   DepthwiseFn depthwise = nullptr;
   AddFn add = nullptr;
   RequantFloatFn requant_float = nullptr;
+  NhwcGemmFn nhwc_gemm = nullptr;
+  NhwcDwFn nhwc_dw = nullptr;  // null: only the integer reference (large kernels)
+  Quantize8Fn quantize8 = nullptr;  // null: the caller's portable loop
 };
 
 Table TableReference();
 Table TableAvx2();    // int8_gemm_avx2.cc
 Table TableAvx512();  // int8_gemm_avx512.cc
 Table TableForIsa(int isa);  // a kernels::Isa value
+// Channels-last kernels of each ISA file (int8_nhwc.cc, int8_nhwc_avx2.cc, int8_nhwc_avx512.cc).
+void NhwcKernelsReference(Table* t);
+void NhwcKernelsAvx2(Table* t);
+void NhwcKernelsAvx512(Table* t);
 
 }  // namespace onnxq::kernels::int8

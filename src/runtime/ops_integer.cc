@@ -12,6 +12,7 @@
 
 #include "onnxq/kernels/int8_conv.h"
 #include "onnxq/kernels/int8_gemm.h"
+#include "onnxq/kernels/int8_nhwc.h"
 #include "onnxq/kernels/int8_ops.h"
 #include "runtime/op_kernel.h"
 #include "runtime/qdq_lowering.h"
@@ -270,6 +271,210 @@ class IntConvKernel : public OpKernel {
   std::vector<int64_t> clamp_;
   std::unique_ptr<kernels::Int8Conv2D> conv_;
   kernels::Conv2DShape packed_shape_;
+};
+
+// com.microsoft QLinearConv with channels_last = 1 (as ONNX Runtime's NHWC transformer emits it):
+// the QLinearConv inputs, X and Y channels-last ([N, H, W, C]), weights OIHW and constant. The
+// QDQ lowering emits it for chains of convolutions (qdq_lowering.cc); attribute
+// onnxq_nchw_input = 1 marks the first convolution of a chain, which reads an NCHW X.
+class NhwcConvKernel : public OpKernel {
+ public:
+  NhwcConvKernel(const Node& node, ConvAttrs attrs, bool nchw_input, kernels::Isa isa,
+                 std::vector<int64_t> clamp)
+      : node_(node), attrs_(std::move(attrs)), nchw_input_(nchw_input), isa_(isa),
+        clamp_(std::move(clamp)) {}
+
+  Status Infer(InferContext& ctx) override {
+    for (size_t i : {0, 1, 2, 3, 4, 5, 6, 7})
+      if (!ctx.has(i)) return InvalidArgument(node_.Describe(), ": input ", i, " is missing");
+    const DataType xt = ctx.in[0]->dtype, wt = ctx.in[3]->dtype;
+    if (!Is8Bit(xt) || !Is8Bit(wt))
+      return Unsupported(node_.Describe(), ": input ", DataTypeName(xt), " / weights ",
+                         DataTypeName(wt), " (uint8 or int8 expected)");
+    if (ctx.in[2]->dtype != xt || ctx.in[5]->dtype != wt)
+      return InvalidArgument(node_.Describe(), ": zero point types differ from the data");
+    const auto& xd = ctx.in[0]->dims;
+    if (xd.size() != 4)
+      return Unsupported(node_.Describe(), ": only 2-D convolutions (4-D input), got ", Dims(xd));
+    const std::vector<int64_t> nchw =
+        nchw_input_ ? xd : std::vector<int64_t>{xd[0], xd[3], xd[1], xd[2]};
+    ONNXQ_ASSIGN_OR_RETURN(shape_, ConvShape(attrs_, nchw, ctx.in[3]->dims, node_));
+    const int64_t m = shape_.out_channels;
+    ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 2, node_, "x zero point"));
+    ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, 5, m, node_, "w zero point"));
+    ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 1, node_, "x scale"));
+    ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, 4, m, node_, "w scale"));
+    ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 6, node_, "y scale"));
+    ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 7, node_, "y zero point"));
+    for (size_t i : {1, 4, 6})
+      if (ctx.in[i]->dtype != DataType::kFloat)
+        return Unsupported(node_.Describe(), ": scales must be float32");
+    const DataType out = ctx.in[7]->dtype;
+    if (!Is8Bit(out)) return Unsupported(node_.Describe(), ": output type ", DataTypeName(out));
+    if (ctx.has(8) && (ctx.in[8]->dtype != DataType::kInt32 || NumElements(ctx.in[8]->dims) != m))
+      return InvalidArgument(node_.Describe(), ": bias must be int32 with ", m, " values");
+    if (!kernels::Int8ConvNhwc::Supports(shape_, nchw_input_))
+      return Unsupported(node_.Describe(), ": channels-last convolution with group ",
+                         shape_.group, " (only 1 or depthwise)");
+    const Tensor* w = ctx.value(3);
+    if (w == nullptr || ctx.value(5) == nullptr)
+      return Unsupported(node_.Describe(), ": channels-last weights and their zero point must be "
+                                           "constants");
+    std::vector<int32_t> wz = ReadZps(*ctx.value(5));
+    ONNXQ_ASSIGN_OR_RETURN(conv_, kernels::Int8ConvNhwc::Create(
+                                      shape_, w->raw(), wt == DataType::kInt8, wz.data(),
+                                      static_cast<int64_t>(wz.size()), xt == DataType::kInt8,
+                                      nchw_input_, isa_));
+    // The multipliers once per plan when the scales are constants (they always are after the
+    // lowering); otherwise per run.
+    scales_.clear();
+    if (ctx.value(1) && ctx.value(4) && ctx.value(6))
+      scales_ = kernels::Int8OutputScales(ctx.value(1)->data<float>()[0],
+                                          ctx.value(4)->data<float>(), ctx.value(4)->numel(),
+                                          ctx.value(6)->data<float>()[0], m);
+    ctx.out[0] = {out, {shape_.batch, shape_.out_h(), shape_.out_w(), m}, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const TensorRef& x = ctx.in[0];
+    const int64_t m = shape_.out_channels;
+    const int64_t h = nchw_input_ ? x.dims[2] : x.dims[1], w = nchw_input_ ? x.dims[3] : x.dims[2];
+    if (h != shape_.in_h || w != shape_.in_w) {
+      // Another plan's spatial size: the packed kernel is reusable unless auto_pad moves pads.
+      const std::vector<int64_t> nchw =
+          nchw_input_ ? x.dims : std::vector<int64_t>{x.dims[0], x.dims[3], x.dims[1], x.dims[2]};
+      ONNXQ_ASSIGN_OR_RETURN(auto s, ConvShape(attrs_, nchw, ctx.in[3].dims, node_));
+      if (!SamePads(s, shape_))
+        return Unsupported(node_.Describe(), ": channels-last convolution planned with other pads");
+    }
+    kernels::Int8OutputStage out;
+    std::vector<float> scales;
+    if (scales_.empty()) {
+      scales = kernels::Int8OutputScales(*ctx.in[1].ptr<float>(), ctx.in[4].ptr<float>(),
+                                         ctx.in[4].numel, *ctx.in[6].ptr<float>(), m);
+      out.scale = scales.data();
+    } else {
+      out.scale = scales_.data();
+    }
+    out.zero_point = ZpAt(ctx.in[7].dtype, ctx.in[7].data, 0);
+    out.out_signed = ctx.out[0].dtype == DataType::kInt8;
+    OutputRange(ctx.out[0].dtype, &out.qmin, &out.qmax);
+    if (clamp_.size() == 2) {
+      out.qmin = std::max<int32_t>(out.qmin, static_cast<int32_t>(clamp_[0]));
+      out.qmax = std::min<int32_t>(out.qmax, static_cast<int32_t>(clamp_[1]));
+    }
+    if (ctx.in.size() > 8 && ctx.in[8].present()) out.bias = ctx.in[8].ptr<int32_t>();
+    conv_->Run(x.data, ZpAt(ctx.in[2].dtype, ctx.in[2].data, 0), out, ctx.out[0].data, x.dims[0],
+               h, w, ctx.pool);
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  ConvAttrs attrs_;
+  bool nchw_input_;
+  kernels::Isa isa_;
+  std::vector<int64_t> clamp_;
+  kernels::Conv2DShape shape_;
+  std::unique_ptr<kernels::Int8ConvNhwc> conv_;
+  std::vector<float> scales_;
+};
+
+// ai.onnxq Int8ConvFloat: x, x_scale, x_zp, w, w_scale, w_zp, [bias int32] -> float Y (NCHW),
+// Y = float(sum (x - x_zp)(w - w_zp) + bias) * (x_scale * w_scale[m]). What the QDQ lowering
+// makes of a Conv whose output stays float (a classifier after DequantizeLinear): the same
+// value as the float Conv on the dequantized tensors up to float rounding (ONNX Runtime computes
+// that Conv in float). 1x1, stride 1, unpadded, group 1, constant weights; an input with a
+// single pixel per image (NCHW and NHWC coincide) runs on the channels-last GEMM, larger ones on
+// Int8Conv2D with an int32 output.
+class Int8ConvFloatKernel : public OpKernel {
+ public:
+  Int8ConvFloatKernel(const Node& node, ConvAttrs attrs, kernels::Isa isa)
+      : node_(node), attrs_(std::move(attrs)), isa_(isa) {}
+
+  Status Infer(InferContext& ctx) override {
+    for (size_t i : {0, 1, 2, 3, 4, 5})
+      if (!ctx.has(i)) return InvalidArgument(node_.Describe(), ": input ", i, " is missing");
+    const DataType xt = ctx.in[0]->dtype, wt = ctx.in[3]->dtype;
+    if (!Is8Bit(xt) || !Is8Bit(wt) || ctx.in[2]->dtype != xt || ctx.in[5]->dtype != wt)
+      return Unsupported(node_.Describe(), ": 8-bit x / w with zero points of the same types");
+    ONNXQ_ASSIGN_OR_RETURN(shape_, ConvShape(attrs_, ctx.in[0]->dims, ctx.in[3]->dims, node_));
+    const int64_t m = shape_.out_channels;
+    if (shape_.kernel_h != 1 || shape_.kernel_w != 1 || shape_.stride_h != 1 ||
+        shape_.stride_w != 1 || shape_.group != 1 || shape_.pad_top || shape_.pad_left ||
+        shape_.pad_bottom || shape_.pad_right)
+      return Unsupported(node_.Describe(), ": only 1x1, stride 1, unpadded, group 1");
+    ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 1, node_, "x scale"));
+    ONNXQ_RETURN_IF_ERROR(CheckScalar(ctx, 2, node_, "x zero point"));
+    ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, 4, m, node_, "w scale"));
+    ONNXQ_RETURN_IF_ERROR(CheckPerChannel(ctx, 5, m, node_, "w zero point"));
+    if (ctx.in[1]->dtype != DataType::kFloat || ctx.in[4]->dtype != DataType::kFloat)
+      return Unsupported(node_.Describe(), ": scales must be float32");
+    if (ctx.has(6) && (ctx.in[6]->dtype != DataType::kInt32 || NumElements(ctx.in[6]->dims) != m))
+      return InvalidArgument(node_.Describe(), ": bias must be int32 with ", m, " values");
+    const Tensor* w = ctx.value(3);
+    if (w == nullptr || ctx.value(5) == nullptr || ctx.value(1) == nullptr || ctx.value(4) == nullptr)
+      return Unsupported(node_.Describe(), ": weights, scales and zero points must be constants");
+    std::vector<int32_t> wz = ReadZps(*ctx.value(5));
+    const bool ws = wt == DataType::kInt8, xs = xt == DataType::kInt8;
+    nhwc_.reset();
+    nchw_.reset();
+    if (shape_.in_h * shape_.in_w == 1) {
+      ONNXQ_ASSIGN_OR_RETURN(nhwc_, kernels::Int8ConvNhwc::Create(
+                                        shape_, w->raw(), ws, wz.data(),
+                                        static_cast<int64_t>(wz.size()), xs, false, isa_));
+    } else {
+      ONNXQ_ASSIGN_OR_RETURN(nchw_, kernels::Int8Conv2D::Create(
+                                        shape_, w->raw(), ws, wz.data(),
+                                        static_cast<int64_t>(wz.size()), xs, isa_));
+    }
+    // x_scale * w_scale[m]: the scale of the int32 accumulator (and of the bias).
+    const float xsc = ctx.value(1)->data<float>()[0];
+    const Tensor* wsc = ctx.value(4);
+    mult_.resize(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i)
+      mult_[i] = xsc * wsc->data<float>()[wsc->numel() == 1 ? 0 : i];
+    ctx.out[0] = {DataType::kFloat, {shape_.batch, m, shape_.out_h(), shape_.out_w()}, nullptr};
+    return Status::Ok();
+  }
+
+  Status Run(const RunContext& ctx) const override {
+    const TensorRef& x = ctx.in[0];
+    if (x.dims[2] != shape_.in_h || x.dims[3] != shape_.in_w)
+      return Unsupported(node_.Describe(), ": planned for another spatial size");
+    const int32_t xz = ZpAt(ctx.in[2].dtype, ctx.in[2].data, 0);
+    const int32_t* bias = ctx.in.size() > 6 && ctx.in[6].present() ? ctx.in[6].ptr<int32_t>() : nullptr;
+    float* y = ctx.out[0].ptr<float>();
+    if (nhwc_) {
+      nhwc_->RunFloat(x.data, xz, bias, mult_.data(), y, x.dims[0], 1, 1, ctx.pool);
+      return Status::Ok();
+    }
+    const int64_t m = shape_.out_channels, hw = x.dims[2] * x.dims[3];
+    kernels::Int8OutputStage out;
+    out.bias = bias;
+    // The int32 accumulators go into the output buffer (same size), then become floats in place.
+    nchw_->Run(x.data, xz, out, y, x.dims[0], x.dims[2], x.dims[3], ctx.pool);
+    for (int64_t b = 0; b < x.dims[0]; ++b)
+      for (int64_t c = 0; c < m; ++c) {
+        const int64_t o = (b * m + c) * hw;
+        for (int64_t i = 0; i < hw; ++i) {
+          int32_t a;
+          std::memcpy(&a, y + o + i, sizeof a);
+          y[o + i] = static_cast<float>(a) * mult_[c];
+        }
+      }
+    return Status::Ok();
+  }
+
+ private:
+  const Node& node_;
+  ConvAttrs attrs_;
+  kernels::Isa isa_;
+  kernels::Conv2DShape shape_;
+  std::unique_ptr<kernels::Int8ConvNhwc> nhwc_;
+  std::unique_ptr<kernels::Int8Conv2D> nchw_;
+  std::vector<float> mult_;
 };
 
 // ---------------------------------------------------------------- QLinearMatMul / MatMulInteger
@@ -572,7 +777,7 @@ class QLinearGlobalAveragePoolKernel : public OpKernel {
 
   Status Infer(InferContext& ctx) override {
     ONNXQ_ASSIGN_OR_RETURN(int64_t cl, node_.attrs.GetInt("channels_last", 0));
-    if (cl != 0) return Unsupported(node_.Describe(), ": channels_last = 1");
+    channels_last_ = cl != 0;
     if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": needs X");
     const DataType t = ctx.in[0]->dtype;
     if (!Is8Bit(t)) return Unsupported(node_.Describe(), ": X must be uint8 or int8");
@@ -582,12 +787,25 @@ class QLinearGlobalAveragePoolKernel : public OpKernel {
     if (x.size() < 3) return InvalidArgument(node_.Describe(), ": X must have rank >= 3");
     std::vector<int64_t> out = {x[0], x[1]};
     out.resize(x.size(), 1);
+    if (channels_last_) {  // [N, spatial..., C] -> [N, 1..., C]
+      out.assign(x.size(), 1);
+      out.front() = x.front();
+      out.back() = x.back();
+    }
     ctx.out[0] = {t, out, nullptr};
     return Status::Ok();
   }
 
   Status Run(const RunContext& ctx) const override {
     const auto& x = ctx.in[0];
+    if (channels_last_) {
+      const int64_t n = x.dims.front(), c = x.dims.back();
+      const int64_t pixels = n * c > 0 ? x.numel / (n * c) : 0;
+      kernels::Int8GlobalAveragePoolNhwc(x.data, n, pixels, c, ScalarF(ctx.in[1]),
+                                         ScalarZp(ctx, 2), ScalarF(ctx.in[3]), ScalarZp(ctx, 4),
+                                         x.dtype == DataType::kInt8, ctx.out[0].data, ctx.pool);
+      return Status::Ok();
+    }
     const int64_t planes = x.dims[0] * x.dims[1];
     const int64_t size = planes > 0 ? x.numel / planes : 0;
     kernels::Int8GlobalAveragePool(x.data, planes, size, ScalarF(ctx.in[1]), ScalarZp(ctx, 2),
@@ -598,6 +816,7 @@ class QLinearGlobalAveragePoolKernel : public OpKernel {
 
  private:
   const Node& node_;
+  bool channels_last_ = false;
 };
 
 // Attributes of a 2-D pool (MaxPool / AveragePool / QLinearAveragePool) and its output size, as
@@ -848,11 +1067,29 @@ void RegisterContribIntegerOps(std::vector<DomainOpRegistration>& r) {
                 "uint8/int8, per-tensor; equal shapes or a single-element operand; ONNX Runtime's "
                 "x86 rounding"}});
   r.push_back({"com.microsoft",
+               {"QLinearConv", 1, 1,
+                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                  const Attributes& at = info.node->attrs;
+                  ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
+                  ONNXQ_ASSIGN_OR_RETURN(auto clamp, at.GetInts("onnxq_clamp", {}));
+                  if (!clamp.empty() && (clamp.size() != 2 || clamp[0] > clamp[1]))
+                    return InvalidArgument(info.node->Describe(), ": onnxq_clamp must be [qmin, qmax]");
+                  ONNXQ_ASSIGN_OR_RETURN(int64_t cl, at.GetInt("channels_last", 0));
+                  ONNXQ_ASSIGN_OR_RETURN(int64_t nchw_in, at.GetInt("onnxq_nchw_input", 0));
+                  if (cl == 0)
+                    return MakeKernel<IntConvKernel>(*info.node, std::move(attrs), true, info.isa,
+                                                     std::move(clamp));
+                  return MakeKernel<NhwcConvKernel>(*info.node, std::move(attrs), nchw_in != 0,
+                                                    info.isa, std::move(clamp));
+                },
+                "QLinearConv; channels_last 1: NHWC X / Y, constant OIHW weights, group 1 or "
+                "depthwise (onnxq_nchw_input 1: X is NCHW)"}});
+  r.push_back({"com.microsoft",
                {"QLinearGlobalAveragePool", 1, 1,
                 [](const OpInfo& info) {
                   return MakeKernel<QLinearGlobalAveragePoolKernel>(*info.node);
                 },
-                "uint8/int8, NCHW (channels_last 0)"}});
+                "uint8/int8, NCHW or channels_last"}});
   r.push_back({"com.microsoft",
                {"QLinearAveragePool", 1, 1,
                 [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
@@ -873,6 +1110,14 @@ void RegisterContribIntegerOps(std::vector<DomainOpRegistration>& r) {
                 },
                 "8-bit output only; transA 0, alpha 1; constant B (per-tensor or per-column "
                 "scale / zero point); int32 C per column"}});
+  r.push_back({"ai.onnxq",
+               {"Int8ConvFloat", 1, 1,
+                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                  ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
+                  return MakeKernel<Int8ConvFloatKernel>(*info.node, std::move(attrs), info.isa);
+                },
+                "x, x_scale, x_zp, w, w_scale, w_zp, [int32 bias] -> float; 1x1 Conv on 8-bit "
+                "data with a float output (constant weights)"}});
   r.push_back({"ai.onnxq",
                {"Int8MaxPool", 1, 1,
                 [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {

@@ -4,7 +4,9 @@
 #include <cfenv>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
+#include "kernels/int8_internal.h"
 #include "runtime/op_kernel.h"
 
 namespace onnxq::runtime {
@@ -112,8 +114,17 @@ class QuantizeKernel : public OpKernel {
     Q* yp = ctx.out[0].ptr<Q>();
     const float lo = static_cast<float>(std::numeric_limits<Q>::min());
     const float hi = static_cast<float>(std::numeric_limits<Q>::max());
+    const kernels::int8::Quantize8Fn q8 =
+        kernels::int8::TableForIsa(static_cast<int>(ctx.isa)).quantize8;
     ParallelFor(ctx.pool, outer * ch, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)),
                 [&](int64_t b, int64_t e) {
+                  if constexpr (sizeof(Q) == 1) {
+                    if (axis < 0 && q8 != nullptr) {  // the int8 kernels' SIMD loop, same values
+                      q8(xp + b, e - b, sp[0], zp ? static_cast<int32_t>(zp[0]) : 0,
+                         std::is_signed_v<Q>, yp + b);
+                      return;
+                    }
+                  }
                   if constexpr (sizeof(Q) <= 2) {
                     if (axis < 0) {  // per tensor: one run of (e - b) elements
                       QuantizeRow(xp + b, yp + b, e - b, sp[0],

@@ -9,10 +9,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "onnxq/kernels/int8_gemm.h"
+#include "onnxq/kernels/int8_nhwc.h"
 
 namespace onnxq::runtime {
 namespace {
@@ -145,8 +149,13 @@ class Lowering {
     }
     RemoveDeadDq();
     ONNXQ_RETURN_IF_ERROR(FoldConstantDq());
-    if (stats_.groups() > 0) {
+    if (stats_.groups() > 0 || stats_.float_out_conv > 0) {
       ONNXQ_RETURN_IF_ERROR(g_.TopologicalSort());
+      const char* layout = std::getenv("ONNXQ_INT8_LAYOUT");
+      if (layout == nullptr || std::string(layout) != "nchw") {
+        ONNXQ_RETURN_IF_ERROR(ChannelsLast());
+        ONNXQ_RETURN_IF_ERROR(g_.TopologicalSort());
+      }
       ONNXQ_RETURN_IF_ERROR(g_.Verify());
     }
     return stats_;
@@ -207,6 +216,7 @@ class Lowering {
     std::optional<Q> q = SoleQ(g_, y);
     std::vector<NodeId> removed = {id};
     std::optional<kernels::Activation> act;
+    if (!q && !Quantized(y)) return TryFloatOutConv(id, *x, *w, b);
     if (!q) {
       if (g_.IsGraphOutput(y) || g_.value(y).uses().size() != 1) return Status::Ok();
       const Node& a = g_.node(g_.value(y).uses()[0].node);
@@ -233,6 +243,61 @@ class Lowering {
     const Attributes attrs = n.attrs;
     ONNXQ_RETURN_IF_ERROR(Emit(id, "QLinearConv", "", in, *q, removed, &attrs, std::move(extra)));
     ++stats_.conv;
+    return Status::Ok();
+  }
+
+  // v reaches a QuantizeLinear directly or through Relu / Clip.
+  bool Quantized(ValueId v) const {
+    for (const auto& u : g_.value(v).uses()) {
+      const Node& c = g_.node(u.node);
+      if (c.Is("QuantizeLinear")) return true;
+      if ((c.Is("Relu") || c.Is("Clip")) && c.num_outputs() == 1 && Quantized(c.output(0)))
+        return true;
+    }
+    return false;
+  }
+
+  // DQ(x) + DQ(w) [+ DQ(int32 b with scale x_scale * w_scale)] -> 1x1 Conv whose output stays
+  // float (a classifier): ai.onnxq Int8ConvFloat, the integer dot products scaled to float.
+  Status TryFloatOutConv(NodeId id, const Dq& x, const Dq& w, const std::optional<Dq>& b) {
+    const Node& n = g_.node(id);
+    const Tensor* wt = Init(g_, w.x);
+    if (wt->dims()[2] != 1 || wt->dims()[3] != 1) return Status::Ok();
+    auto group = n.attrs.GetInt("group", 1);
+    auto strides = n.attrs.GetInts("strides", {});
+    auto pads = n.attrs.GetInts("pads", {});
+    auto dil = n.attrs.GetInts("dilations", {});
+    auto pad = n.attrs.GetString("auto_pad", "NOTSET");
+    if (!group.ok() || !strides.ok() || !pads.ok() || !dil.ok() || !pad.ok() || *group != 1)
+      return Status::Ok();
+    for (int64_t v : *strides)
+      if (v != 1) return Status::Ok();
+    for (int64_t v : *pads)
+      if (v != 0) return Status::Ok();
+    if (*pad != "NOTSET" && *pad != "VALID" && !pad->empty()) return Status::Ok();
+    const int64_t m = wt->dims()[0];
+    if (b) {
+      // The bias joins the int32 accumulator only if it is on the accumulator's scale.
+      const Tensor* bs = Init(g_, b->scale);
+      const Tensor* bz = Init(g_, b->zp);
+      const float xs = ScalarOf(g_, x.scale);
+      const float* ws = Init(g_, w.scale)->data<float>();
+      const int64_t nw = Init(g_, w.scale)->numel();
+      for (int64_t i = 0; i < m; ++i) {
+        const float want = xs * ws[nw == 1 ? 0 : i];
+        if (bs->data<float>()[bs->numel() == 1 ? 0 : i] != want) return Status::Ok();
+        if (bz != nullptr && bz->data<int32_t>()[bz->numel() == 1 ? 0 : i] != 0) return Status::Ok();
+      }
+    }
+    const ValueId y = n.output(0);
+    const std::string name = n.name;
+    Attributes attrs = n.attrs;
+    std::vector<ValueId> in = {x.x, x.scale, ZpValue(x.zp, x.type), w.x, w.scale, ZpValue(w.zp, w.type)};
+    if (b) in.push_back(b->x);
+    g_.RemoveNode(id);
+    ONNXQ_ASSIGN_OR_RETURN(NodeId nn, g_.AddNode("Int8ConvFloat", in, {y}, name, "ai.onnxq"));
+    g_.node(nn).attrs = std::move(attrs);
+    ++stats_.float_out_conv;
     return Status::Ok();
   }
 
@@ -384,6 +449,123 @@ class Lowering {
     const std::string op = n.op_type;
     ONNXQ_RETURN_IF_ERROR(Emit(id, op, "", in, *q, {id, q->node}, &attrs));
     ++stats_.passthrough;
+    return Status::Ok();
+  }
+
+  // The NHWC shape a lowered QLinearConv would have, if Int8ConvNhwc runs it (constant 4-D
+  // weights and zero point, explicit pads).
+  std::optional<kernels::Conv2DShape> NhwcConvShape(const Node& n, bool input_nchw) const {
+    if (n.num_inputs() < 8 || n.num_outputs() != 1) return std::nullopt;
+    const Tensor* w = Init(g_, n.input(3));
+    if (w == nullptr || w->rank() != 4 || Init(g_, n.input(5)) == nullptr) return std::nullopt;
+    for (size_t i : {1, 4, 6})
+      if (Init(g_, n.input(i)) == nullptr) return std::nullopt;
+    auto pad = n.attrs.GetString("auto_pad", "NOTSET");
+    auto group = n.attrs.GetInt("group", 1);
+    auto strides = n.attrs.GetInts("strides", {});
+    auto dil = n.attrs.GetInts("dilations", {});
+    auto pads = n.attrs.GetInts("pads", {});
+    if (!pad.ok() || !group.ok() || !strides.ok() || !dil.ok() || !pads.ok()) return std::nullopt;
+    if ((*pad != "NOTSET" && !pad->empty() && *pad != "VALID") ||
+        (!strides->empty() && strides->size() != 2) || (!dil->empty() && dil->size() != 2) ||
+        (!pads->empty() && (pads->size() != 4 || *pad == "VALID")))
+      return std::nullopt;
+    kernels::Conv2DShape s;
+    s.group = *group;
+    s.out_channels = w->dims()[0];
+    s.in_channels = w->dims()[1] * s.group;
+    s.kernel_h = w->dims()[2];
+    s.kernel_w = w->dims()[3];
+    if (!strides->empty()) s.stride_h = (*strides)[0], s.stride_w = (*strides)[1];
+    if (!dil->empty()) s.dilation_h = (*dil)[0], s.dilation_w = (*dil)[1];
+    if (!pads->empty())
+      s.pad_top = (*pads)[0], s.pad_left = (*pads)[1], s.pad_bottom = (*pads)[2], s.pad_right = (*pads)[3];
+    if (!kernels::Int8ConvNhwc::Supports(s, input_nchw)) return std::nullopt;
+    return s;
+  }
+
+  // Moves chains of lowered convolutions (and the Adds / global pools between them) to NHWC.
+  Status ChannelsLast() {
+    std::map<ValueId, ValueId> twin;  // value -> its NHWC twin
+    std::set<ValueId> pending;        // values only their twin computes so far
+    auto transpose = [&](ValueId from, ValueId to, std::vector<int64_t> perm) -> Status {
+      ONNXQ_ASSIGN_OR_RETURN(NodeId t, g_.AddNode("Transpose", {from}, {to},
+                                                  g_.UniqueNodeName("onnxq_layout"), ""));
+      g_.node(t).attrs.Set(Attribute::Ints("perm", std::move(perm)));
+      ++stats_.layout_transposes;
+      return Status::Ok();
+    };
+    auto materialize = [&](ValueId v) -> Status {
+      if (!pending.erase(v)) return Status::Ok();
+      return transpose(twin.at(v), v, {0, 3, 1, 2});
+    };
+    auto new_twin = [&](ValueId v) {
+      const ValueId t = g_.AddUniqueValue(g_.value(v).name() + "_nhwc");
+      g_.value(t).dtype = g_.value(v).dtype;
+      twin[v] = t;
+      return t;
+    };
+    // Replaces node id by the same op on `inputs` writing the twin of its output.
+    auto rewrite = [&](NodeId id, const std::string& op, std::vector<ValueId> inputs,
+                       std::vector<Attribute> extra) -> Status {
+      const Node& n = g_.node(id);
+      const ValueId y = n.output(0);
+      const std::string name = n.name;
+      Attributes attrs = n.attrs;
+      const ValueId yt = new_twin(y);
+      g_.RemoveNode(id);
+      ONNXQ_ASSIGN_OR_RETURN(NodeId nn, g_.AddNode(op, inputs, {yt}, name, "com.microsoft"));
+      g_.node(nn).attrs = std::move(attrs);
+      for (auto& a : extra) g_.node(nn).attrs.Set(std::move(a));
+      pending.insert(y);
+      ++stats_.channels_last;
+      return Status::Ok();
+    };
+    const std::vector<NodeId> order = g_.order();
+    for (NodeId id : order) {
+      if (!g_.has_node(id)) continue;
+      const Node& n = g_.node(id);
+      const bool onnx = n.domain.empty() || n.domain == "ai.onnx";
+      const bool ms = n.domain == "com.microsoft";
+      if (onnx && n.Is("QLinearConv")) {
+        const ValueId x = n.input(0);
+        const bool have = twin.count(x) > 0;
+        auto shape = NhwcConvShape(n, !have);
+        if (!shape && !have) shape = NhwcConvShape(n, false);  // depthwise: transpose the input
+        if (shape) {
+          const bool nchw_in = !have && shape->group == 1;
+          std::vector<ValueId> in = n.inputs();
+          if (!nchw_in && !have) {
+            const ValueId t = new_twin(x);
+            ONNXQ_RETURN_IF_ERROR(transpose(x, t, {0, 2, 3, 1}));
+          }
+          if (!nchw_in) in[0] = twin.at(x);
+          std::vector<Attribute> extra = {Attribute::Int("channels_last", 1)};
+          if (nchw_in) extra.push_back(Attribute::Int("onnxq_nchw_input", 1));
+          ONNXQ_RETURN_IF_ERROR(rewrite(id, "QLinearConv", std::move(in), std::move(extra)));
+          continue;
+        }
+      } else if (ms && n.Is("QLinearAdd", "com.microsoft") && n.num_inputs() >= 8 && twin.count(n.input(0)) &&
+                 twin.count(n.input(3))) {
+        std::vector<ValueId> in = n.inputs();
+        in[0] = twin.at(in[0]);
+        in[3] = twin.at(in[3]);
+        ONNXQ_RETURN_IF_ERROR(rewrite(id, "QLinearAdd", std::move(in), {}));
+        continue;
+      } else if (ms && n.Is("QLinearGlobalAveragePool", "com.microsoft") && twin.count(n.input(0)) &&
+                 !n.attrs.Has("channels_last")) {
+        std::vector<ValueId> in = n.inputs();
+        in[0] = twin.at(in[0]);
+        ONNXQ_RETURN_IF_ERROR(rewrite(id, "QLinearGlobalAveragePool", std::move(in),
+                                      {Attribute::Int("channels_last", 1)}));
+        continue;
+      }
+      for (ValueId v : g_.node(id).inputs())
+        if (v != kNoValue) ONNXQ_RETURN_IF_ERROR(materialize(v));
+    }
+    for (ValueId v : g_.outputs()) ONNXQ_RETURN_IF_ERROR(materialize(v));
+    // What no one reads in NCHW any more.
+    for (ValueId v : pending) ONNXQ_RETURN_IF_ERROR(g_.RemoveValue(v));
     return Status::Ok();
   }
 

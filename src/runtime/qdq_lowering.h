@@ -22,6 +22,11 @@ struct QdqLoweringStats {
   int64_t pool = 0;         // DQ -> GlobalAveragePool / AveragePool / MaxPool -> Q
   int64_t passthrough = 0;  // DQ -> Reshape / Flatten -> Q with equal parameters: runs on 8-bit data
   int64_t folded_dq = 0;    // DequantizeLinear of constants left for float islands, folded to floats
+  // Channels-last chains (see LowerQdqToInteger): nodes moved to NHWC, and the Transpose nodes
+  // added at the chains' borders.
+  int64_t float_out_conv = 0;  // DQ + DQ(w) [+ DQ(b)] -> 1x1 Conv with a float output => ai.onnxq Int8ConvFloat
+  int64_t channels_last = 0;
+  int64_t layout_transposes = 0;
   int64_t groups() const { return conv + matmul + gemm + add + pool + passthrough; }
 };
 
@@ -32,6 +37,15 @@ bool HasQdqNodes(const Graph& g);
 // per-axis activation scales, broadcasting Add, unknown shapes where they matter, ...) stay as they
 // are and run in float (Q/DQ computed as ONNX defines them): float islands. Value ids and names of
 // everything kept stay valid; the float intermediates inside a lowered group disappear.
+//
+// Then chains of lowered convolutions run channels-last, as ONNX Runtime runs them: every
+// QLinearConv whose shape Int8ConvNhwc supports becomes com.microsoft QLinearConv with
+// channels_last = 1, and QLinearAdd / QLinearGlobalAveragePool whose inputs are channels-last
+// follow. A chain reads an NCHW input directly (group-1 convolution, onnxq_nchw_input = 1) or
+// through a Transpose; a value leaving the chain (float island, NCHW-only op, graph output) is
+// transposed back under its own name. The NHWC values inside a chain are new values named
+// "<name>_nhwc" ([N, H, W, C]); the NCHW value of that name no longer exists unless it leaves the
+// chain. The environment variable ONNXQ_INT8_LAYOUT=nchw keeps everything NCHW.
 StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model);
 
 // Ops outside the default ONNX domain: com.microsoft QLinearAdd, QLinearGlobalAveragePool,

@@ -180,7 +180,23 @@ TEST(QdqLowering, LowersEveryPatternAndKeepsFloatIslands) {
   // 3 Conv, Add, MaxPool, GlobalAveragePool, Reshape.
   EXPECT_EQ((*s)->lowered_qdq_groups(), 7);
   const Graph& g = (*s)->model().graph;
-  EXPECT_EQ(CountOps(g, "QLinearConv"), 3);
+  // All three convolutions and the Add run channels-last (com.microsoft QLinearConv with
+  // channels_last = 1); the 3x3 and the 1x1 on the input read it in NCHW (onnxq_nchw_input).
+  EXPECT_EQ(CountOps(g, "QLinearConv"), 0);
+  EXPECT_EQ(CountOps(g, "QLinearConv", "com.microsoft"), 3);
+  int nchw_in = 0;
+  for (NodeId n : g.order())
+    if (g.node(n).Is("QLinearConv", "com.microsoft")) {
+      EXPECT_EQ(g.node(n).attrs.GetInt("channels_last", 0).value(), 1);
+      nchw_in += g.node(n).attrs.GetInt("onnxq_nchw_input", 0).value() == 1;
+    }
+  EXPECT_EQ(nchw_in, 2);
+  // Back to NCHW where the chain ends: the Add's sum for the MaxPool, the 1x1 output for the
+  // float island.
+  EXPECT_EQ(CountOps(g, "Transpose"), 2);
+  EXPECT_TRUE(g.FindValue("a1_q") == kNoValue);
+  EXPECT_TRUE(g.FindValue("a1_q_nhwc") != kNoValue);
+  EXPECT_TRUE(g.FindValue("sum_q") != kNoValue);
   EXPECT_EQ(CountOps(g, "QLinearAdd", "com.microsoft"), 1);
   EXPECT_EQ(CountOps(g, "Int8MaxPool", "ai.onnxq"), 1);
   EXPECT_EQ(CountOps(g, "QLinearGlobalAveragePool", "com.microsoft"), 1);
@@ -212,22 +228,47 @@ TEST(QdqLowering, IntegerExecutionStaysWithinRoundingOfFloatReference) {
   const std::vector<std::string> watched = {"a1_q", "a2_q", "a3_q", "sum_q", "mp_q", "gap_q", "flat_q"};
   RunOptions ro;
   ro.extra_outputs = watched;
+  for (const bool channels_last : {true, false})
   for (kernels::Isa isa : kernels::SupportedIsas()) {
+    if (!channels_last) setenv("ONNXQ_INT8_LAYOUT", "nchw", 1);
     SessionOptions so;
     so.isa = isa;
     so.num_threads = 2;
     auto s = Session::Create(m, so);
+    unsetenv("ONNXQ_INT8_LAYOUT");
     ASSERT_TRUE(s.ok()) << s.status().ToString();
+    // Values inside a channels-last chain exist as "<name>_nhwc" ([N, H, W, C]).
+    const Graph& lg = (*s)->model().graph;
+    RunOptions lro;
+    std::map<std::string, std::string> fetched;
+    for (const auto& name : watched) {
+      const bool nhwc = lg.FindValue(name) == kNoValue;
+      EXPECT_EQ(nhwc, channels_last && (name == "a1_q" || name == "a2_q")) << name;
+      fetched[name] = nhwc ? name + "_nhwc" : name;
+      lro.extra_outputs.push_back(fetched[name]);
+    }
     int64_t total = 0, differ = 0;
     for (uint32_t seed = 1; seed <= 4; ++seed) {
       auto feeds = Feeds(seed);
-      auto got = (*s)->Run(feeds, ro);
+      auto got = (*s)->Run(feeds, lro);
       auto want = (*ref)->Run(feeds, ro);
       ASSERT_TRUE(got.ok()) << got.status().ToString();
       ASSERT_TRUE(want.ok()) << want.status().ToString();
       for (const auto& name : watched) {
-        const Tensor& a = got->at(name);
+        Tensor a = got->at(fetched[name]);
         const Tensor& b = want->at(name);
+        if (fetched[name] != name) {  // NHWC -> NCHW
+          ASSERT_EQ(a.rank(), 4u) << name;
+          const auto d = a.dims();
+          Tensor t = Tensor::Create(a.dtype(), {d[0], d[3], d[1], d[2]}).value();
+          for (int64_t n = 0; n < d[0]; ++n)
+            for (int64_t h = 0; h < d[1]; ++h)
+              for (int64_t w = 0; w < d[2]; ++w)
+                for (int64_t c = 0; c < d[3]; ++c)
+                  t.mutable_data<uint8_t>()[((n * d[3] + c) * d[1] + h) * d[2] + w] =
+                      a.data<uint8_t>()[((n * d[1] + h) * d[2] + w) * d[3] + c];
+          a = std::move(t);
+        }
         ASSERT_EQ(a.dtype(), DataType::kUint8) << name;
         ASSERT_EQ(a.dims(), b.dims()) << name;
         for (int64_t i = 0; i < a.numel(); ++i) {
@@ -245,6 +286,56 @@ TEST(QdqLowering, IntegerExecutionStaysWithinRoundingOfFloatReference) {
     }
     // Mostly identical: the integer path computes the same quantized model.
     EXPECT_LT(differ * 20, total) << kernels::IsaName(isa);
+  }
+}
+
+// A 1x1 Conv whose output stays float (a classifier after DequantizeLinear) becomes
+// ai.onnxq Int8ConvFloat: the integer dot products times x_scale * w_scale, equal to the float
+// Conv on the dequantized tensors up to float rounding. Spatial 1x1 (the channels-last GEMM) and
+// 3x3 (the NCHW kernel with int32 output), on every ISA.
+TEST(QdqLowering, FloatOutputConvRunsOnIntegers) {
+  for (const int64_t hw : {int64_t{1}, int64_t{3}}) {
+    QdqGraph b;
+    Graph& g = b.g();
+    ValueId in = b.Value("input", DataType::kFloat, {2, 24, hw, hw});
+    g.AddInput(in);
+    auto [q0, d0] = b.Qdq(in, "x0", 0.03f, 120, {2, 24, hw, hw});
+    (void)q0;
+    ValueId y = b.Value("logits", DataType::kFloat, {2, 20, hw, hw});
+    b.Conv(d0, b.Weights("fc", {20, 24, 1, 1}, 0.03f, 5), y, 1, 1);
+    g.AddOutput(y);
+    SessionOptions off;
+    off.integer_qdq = false;
+    auto ref = Session::Create(b.m, off);
+    ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+    for (kernels::Isa isa : kernels::SupportedIsas()) {
+      SessionOptions so;
+      so.isa = isa;
+      so.num_threads = 2;
+      auto s = Session::Create(b.m, so);
+      ASSERT_TRUE(s.ok()) << s.status().ToString();
+      EXPECT_EQ(CountOps((*s)->model().graph, "Int8ConvFloat", "ai.onnxq"), 1);
+      EXPECT_EQ(CountOps((*s)->model().graph, "Conv"), 0);
+      std::mt19937 rng(3);
+      std::normal_distribution<float> dist(0.f, 1.f);
+      Tensor x = Tensor::Float({2, 24, hw, hw});
+      for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data<float>()[i] = dist(rng);
+      auto got = (*s)->Run({{"input", x}}, {});
+      auto want = (*ref)->Run({{"input", x}}, {});
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      ASSERT_TRUE(want.ok()) << want.status().ToString();
+      const Tensor& a = got->at("logits");
+      const Tensor& r = want->at("logits");
+      ASSERT_EQ(a.dims(), r.dims());
+      int64_t nonzero = 0;
+      for (int64_t i = 0; i < a.numel(); ++i) {
+        const float w = r.data<float>()[i];
+        EXPECT_NEAR(a.data<float>()[i], w, 1e-5f + 1e-5f * std::fabs(w))
+            << i << " " << kernels::IsaName(isa) << " hw=" << hw;
+        nonzero += w != 0.f;
+      }
+      EXPECT_GT(nonzero, a.numel() / 2);
+    }
   }
 }
 
