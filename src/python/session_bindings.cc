@@ -17,9 +17,10 @@ namespace onnxq::python {
 namespace {
 
 std::shared_ptr<Session> MakeSession(const py::object& model_or_path, const py::object& threads,
-                                     const py::object& isa, bool integer) {
+                                     const py::object& isa, bool integer, bool channels_last) {
   SessionOptions opts;
   opts.integer_qdq = integer;
+  opts.int8_channels_last = channels_last;
   if (!threads.is_none()) opts.num_threads = threads.cast<int>();
   if (!isa.is_none()) opts.isa = Unwrap(kernels::ParseIsa(isa.cast<std::string>()));
   StatusOr<std::unique_ptr<Session>> s = Internal("unset");
@@ -72,10 +73,12 @@ ONNXQ_PYTHON_BINDINGS(BindSession, 10) {
       "Session(model_or_path, threads=None, isa=None): model_or_path is an onnxq.Model or a path;\n"
       "threads=None uses every core; isa forces 'reference', 'avx2' or 'avx512' kernels.\n"
       "integer=True runs a QDQ model's quantized patterns on integer kernels, as ONNX Runtime\n"
-      "does (False: Q/DQ nodes computed in float, the fake-quant reference).\n"
+      "does (False: Q/DQ nodes computed in float, the fake-quant reference); channels_last=True\n"
+      "runs quantized convolution chains NHWC as ONNX Runtime does (hooks see '<name>_nhwc'\n"
+      "values there; False keeps every quantized value NCHW under its own name).\n"
       "Every operator is checked when the session is created.")
       .def(py::init(&MakeSession), py::arg("model_or_path"), py::arg("threads") = py::none(),
-           py::arg("isa") = py::none(), py::arg("integer") = true)
+           py::arg("isa") = py::none(), py::arg("integer") = true, py::arg("channels_last") = true)
       .def("run", &Run, py::arg("feeds"), py::arg("extra_outputs") = py::none(),
            py::arg("profile") = false,
            "run({input name: ndarray}) -> {output name: ndarray}. extra_outputs names further "

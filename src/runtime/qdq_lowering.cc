@@ -125,7 +125,7 @@ int32_t ZpOf(const Graph& g, ValueId v) {
 
 class Lowering {
  public:
-  explicit Lowering(Model& m) : m_(m), g_(m.graph) {}
+  Lowering(Model& m, bool channels_last) : m_(m), g_(m.graph), channels_last_(channels_last) {}
 
   StatusOr<QdqLoweringStats> Run() {
     const std::vector<NodeId> order = g_.order();
@@ -151,8 +151,7 @@ class Lowering {
     ONNXQ_RETURN_IF_ERROR(FoldConstantDq());
     if (stats_.groups() > 0 || stats_.float_out_conv > 0) {
       ONNXQ_RETURN_IF_ERROR(g_.TopologicalSort());
-      const char* layout = std::getenv("ONNXQ_INT8_LAYOUT");
-      if (layout == nullptr || std::string(layout) != "nchw") {
+      if (channels_last_) {
         ONNXQ_RETURN_IF_ERROR(ChannelsLast());
         ONNXQ_RETURN_IF_ERROR(g_.TopologicalSort());
       }
@@ -638,6 +637,7 @@ class Lowering {
 
   Model& m_;
   Graph& g_;
+  bool channels_last_;
   QdqLoweringStats stats_;
 };
 
@@ -649,8 +649,8 @@ bool HasQdqNodes(const Graph& g) {
   return false;
 }
 
-StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model) {
-  Lowering l(model);
+StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model, bool channels_last) {
+  Lowering l(model, channels_last);
   return l.Run();
 }
 

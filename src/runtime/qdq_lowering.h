@@ -45,8 +45,8 @@ bool HasQdqNodes(const Graph& g);
 // through a Transpose; a value leaving the chain (float island, NCHW-only op, graph output) is
 // transposed back under its own name. The NHWC values inside a chain are new values named
 // "<name>_nhwc" ([N, H, W, C]); the NCHW value of that name no longer exists unless it leaves the
-// chain. The environment variable ONNXQ_INT8_LAYOUT=nchw keeps everything NCHW.
-StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model);
+// chain. channels_last = false keeps everything NCHW (every quantized value under its own name).
+StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model, bool channels_last = true);
 
 // Ops outside the default ONNX domain: com.microsoft QLinearAdd, QLinearGlobalAveragePool,
 // QLinearAveragePool, QGemm (as ONNX Runtime defines them) and ai.onnxq Int8MaxPool (MaxPool on

@@ -121,7 +121,7 @@ StatusOr<std::unique_ptr<Session>> Session::Create(const Model& model,
   im.opset = im.model.OpsetVersion("");
   if (options.integer_qdq && runtime::HasQdqNodes(im.model.graph)) {
     ONNXQ_RETURN_IF_ERROR(im.model.graph.Verify());
-    auto lowered = runtime::LowerQdqToInteger(im.model);
+    auto lowered = runtime::LowerQdqToInteger(im.model, options.int8_channels_last);
     if (!lowered.ok()) {
       Status st = lowered.status();
       return st.Prepend("integer lowering of the QDQ model");

@@ -230,12 +230,11 @@ TEST(QdqLowering, IntegerExecutionStaysWithinRoundingOfFloatReference) {
   ro.extra_outputs = watched;
   for (const bool channels_last : {true, false})
   for (kernels::Isa isa : kernels::SupportedIsas()) {
-    if (!channels_last) setenv("ONNXQ_INT8_LAYOUT", "nchw", 1);
     SessionOptions so;
+    so.int8_channels_last = channels_last;
     so.isa = isa;
     so.num_threads = 2;
     auto s = Session::Create(m, so);
-    unsetenv("ONNXQ_INT8_LAYOUT");
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     // Values inside a channels-last chain exist as "<name>_nhwc" ([N, H, W, C]).
     const Graph& lg = (*s)->model().graph;

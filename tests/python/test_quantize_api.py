@@ -169,3 +169,25 @@ def test_sub_8_bit_activations_are_simulation_only(tmp_path):
     assert x["bits"] == 4
     assert x["scale"] == pytest.approx((hi - lo) / 15, rel=1e-6)  # 16 levels
     assert all(w["bits"] == 4 for w in rep["weights"])
+
+
+def test_integer_session_layouts_agree(tmp_path):
+    # Channels-last chains (default, as ONNX Runtime runs them) and NCHW compute the same integers;
+    # only the NCHW layout keeps every quantized intermediate under its own name.
+    fpath = _model(tmp_path / "f.onnx")
+    r = onnxq.quantize(str(fpath), _samples(8, 1), {"threads": 1})
+    qpath = tmp_path / "q.onnx"
+    onnxq.save(r.model, str(qpath))
+    x = np.stack(_samples(3, 200))
+    nhwc = onnxq.Session(str(qpath), threads=1)
+    nchw = onnxq.Session(str(qpath), threads=1, channels_last=False)
+    np.testing.assert_array_equal(nhwc.run({"x": x})["y"], nchw.run({"x": x})["y"])
+    inner = [n.output[0] for n in onnx.load(str(qpath)).graph.node
+             if n.op_type == "QuantizeLinear" and n.output[0].startswith("r1")]
+    assert inner, [n.output[0] for n in onnx.load(str(qpath)).graph.node]
+    got = nchw.run({"x": x}, extra_outputs=inner)
+    assert got[inner[0]].shape == (3, 8, 12, 12)
+    with pytest.raises(FileNotFoundError, match="not a value of the model"):
+        nhwc.run({"x": x}, extra_outputs=inner)
+    np.testing.assert_array_equal(nhwc.run({"x": x}, extra_outputs=[inner[0] + "_nhwc"])[inner[0] + "_nhwc"],
+                                  got[inner[0]].transpose(0, 2, 3, 1))

@@ -26,6 +26,10 @@ struct SessionOptions {
   // computes what ONNX Runtime computes for the file (docs/int8.md). false: run every Q/DQ node
   // in float as ONNX defines it (the fake-quant reference). No effect on models without QDQ.
   bool integer_qdq = true;
+  // With integer_qdq: run chains of quantized convolutions channels-last (NHWC), as ONNX Runtime
+  // does (faster; inside a chain hooks and extra_outputs see the values as "<name>_nhwc",
+  // [N, H, W, C]). false keeps every quantized value NCHW under its own name.
+  bool int8_channels_last = true;
 };
 
 // Called after a node has produced `value` (and before anything consumes it). The hook may read
