@@ -206,12 +206,18 @@ def test_mobilenetv2_report_evaluation_matches_ort(mnv2):
 def _measure(threads_list=(1, 2), reps=30):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # ONNXQ_BENCH_SMOKE=1 (the docs test): 8 images, 2 timed runs, same JSON layout; numbers meaningless.
+    smoke = os.environ.get("ONNXQ_BENCH_SMOKE") == "1"
+    count = 8 if smoke else None
+    reps = 2 if smoke else reps
     model, data = SHARED / "models" / "mobilenetv2-1.0.onnx", SHARED / "data" / "imagenet-sample"
     out = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "onnxq_dynamic_measure"
     out.mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    r = onnxq.quantize_dynamic(str(model), {"eval_data": str(data), "preprocess": "imagenet-tf",
-                                            "eval_skip": 100, "threads": 2})
+    eval_cfg = {"eval_data": str(data), "preprocess": "imagenet-tf", "eval_skip": 100, "threads": 2}
+    if count:
+        eval_cfg["eval_count"] = count
+    r = onnxq.quantize_dynamic(str(model), eval_cfg)
     res = {"quantize_and_onnxq_eval_s": time.perf_counter() - t0, "onnxq_report": r.report["evaluation"],
            "sizes": r.report["sizes"], "quantize_ms": r.report["timings_ms"]["quantize"]}
     path = out / "mnv2_dynamic.onnx"
@@ -219,7 +225,7 @@ def _measure(threads_list=(1, 2), reps=30):
     ort_path = out / "ort_quantize_dynamic.onnx"
     quantize_dynamic(str(model), str(ort_path), weight_type=QuantType.QInt8)
 
-    ds = onnxq.calib.Dataset(str(data), preset="imagenet-tf", skip=100)
+    ds = onnxq.calib.Dataset(str(data), preset="imagenet-tf", skip=100, **({"count": count} if count else {}))
     x = ds.load_batch(0, len(ds), threads=2)
     labels = np.array([ds.label(i) for i in range(len(ds))])
     fs = _ort_session(model, 2)
@@ -265,6 +271,8 @@ def _measure(threads_list=(1, 2), reps=30):
                                           "onnxq_ms": median_ms(lambda: s_oq.run({"input": x1}))}
     res["latency_batch1_median"] = lat
     res["load_average"] = os.getloadavg()
+    if smoke:
+        res["smoke"] = True
     return res
 
 
