@@ -5,10 +5,9 @@
 //   onnxq_kernels_bench [--quick] [--threads N] [--isa reference|avx2|avx512] [--micro-only]
 //   onnxq_kernels_bench --profile MODEL [--threads N] [--iters N]
 // --micro-only prints just the FMA peak and the microkernel (what bench/mobilenetv2.py needs).
-// --profile runs MODEL (batch 1, random inputs) through onnxq::Session and prints per-node times:
-// a hook timestamps every value a step produces, except Conv outputs a Relu / Clip consumes (a
-// hooked Conv output would disable that fusion), so each step's time is the gap to the previous
-// hook call; the minimum and median over the runs are reported.
+// --profile runs MODEL (batch 1, random inputs) through onnxq::Session and prints per-node times
+// from the executor's own step timing (RunOptions::profile: the nodes the session runs, after
+// fusion and QDQ lowering); the minimum and median over the runs are reported.
 // ONNXQ_BENCH_SMOKE=1: a minimal run (3 short timing rounds per measurement, at most 2 profiled runs)
 // that still prints the complete JSON, with "smoke": true; for tests, not for measuring.
 #include <algorithm>
@@ -140,15 +139,6 @@ std::string Fmt(const char* f, double v) {
   return buf;
 }
 
-std::string ShapeText(const Tensor& t) {
-  std::string s;
-  for (int64_t d : t.dims()) {
-    if (!s.empty()) s += 'x';
-    s += std::to_string(d);
-  }
-  return s;
-}
-
 int ProfileModel(const std::string& path, int threads, int iters, bool smoke) {
   auto model = LoadModel(path);
   if (!model.ok()) {
@@ -179,53 +169,45 @@ int ProfileModel(const std::string& path, int threads, int iters, bool smoke) {
                                                      std::multiplies<int64_t>()), 11);
     feeds[val.name()] = Tensor::Float(dims, data);
   }
-  // Hook every produced value except a Conv output whose only consumer is a Relu / Clip.
-  RunOptions ro;
-  for (NodeId n : g.order()) {
-    const Node& node = g.node(n);
-    for (ValueId v : node.outputs()) {
-      if (v == kNoValue) continue;
-      const auto consumers = g.Consumers(v);
-      const bool fusable = node.op_type == "Conv" && consumers.size() == 1 &&
-                           (g.node(consumers[0]).op_type == "Clip" || g.node(consumers[0]).op_type == "Relu");
-      if (!fusable) ro.hooked_values.push_back(v);
-    }
-  }
+  // The executor's own per-step timing (RunOptions::profile): the plan, buffers and kernels are
+  // those of a plain run, and every executed node is seen (also lowered / NHWC int8 nodes).
   struct Step {
     std::string name, op, shape;
     std::vector<double> us;
   };
-  std::map<ValueId, size_t> index;
   std::vector<Step> steps;
-  Clock::time_point last;
-  ro.hook = [&](ValueId id, const std::string& name, Tensor& t) -> Status {
-    const Clock::time_point now = Clock::now();
-    auto it = index.find(id);
-    if (it == index.end()) {
-      const Node* p = g.Producer(id);
-      it = index.emplace(id, steps.size()).first;
-      steps.push_back({name, p != nullptr ? p->op_type : "?", ShapeText(t), {}});
-    }
-    steps[it->second].us.push_back(Seconds(last, now) * 1e6);
-    last = Clock::now();
-    return Status::Ok();
-  };
-  std::vector<double> plain_ms, hooked_ms;
+  RunOptions ro;
+  ro.profile = true;
+  std::vector<double> plain_ms, profiled_ms;
   for (int i = 0; i < iters + 3; ++i) {
-    // Alternate plain and hooked runs so both see the same machine load.
+    // Alternate plain and profiled runs so both see the same machine load.
     auto t0 = Clock::now();
     if (!(*session)->Run(feeds).ok()) return 1;
     auto t1 = Clock::now();
-    last = Clock::now();
     auto r = (*session)->Run(feeds, ro);
     auto t2 = Clock::now();
     if (!r.ok()) {
       std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
       return 1;
     }
+    const auto& prof = (*session)->last_stats().profile;
+    if (steps.empty()) {
+      for (const StepTime& st : prof) {
+        std::string shape = "?";
+        if (!st.output_dims.empty()) {
+          shape.clear();
+          for (size_t k = 0; k < st.output_dims.size(); ++k) {
+            if (k) shape += 'x';
+            shape += std::to_string(st.output_dims[k]);
+          }
+        }
+        steps.push_back({st.output, st.op_type, shape, {}});
+      }
+    }
+    for (size_t k = 0; k < prof.size() && k < steps.size(); ++k) steps[k].us.push_back(prof[k].micros);
     if (i >= 3) {
       plain_ms.push_back(Seconds(t0, t1) * 1e3);
-      hooked_ms.push_back(Seconds(t1, t2) * 1e3);
+      profiled_ms.push_back(Seconds(t1, t2) * 1e3);
     }
   }
   auto median = [](std::vector<double> v) {
@@ -239,8 +221,8 @@ int ProfileModel(const std::string& path, int threads, int iters, bool smoke) {
                    ", \"threads\": " + std::to_string(threads) +
                    ", \"runs\": " + std::to_string(iters) + ",\n  \"run_ms\": {\"min\": " +
                    Fmt("%.3f", minimum(plain_ms)) + ", \"median\": " + Fmt("%.3f", median(plain_ms)) +
-                   "},\n  \"hooked_run_ms\": {\"min\": " + Fmt("%.3f", minimum(hooked_ms)) +
-                   ", \"median\": " + Fmt("%.3f", median(hooked_ms)) + "},\n  \"steps\": [";
+                   "},\n  \"profiled_run_ms\": {\"min\": " + Fmt("%.3f", minimum(profiled_ms)) +
+                   ", \"median\": " + Fmt("%.3f", median(profiled_ms)) + "},\n  \"steps\": [";
   double sum_min = 0, sum_med = 0;
   std::map<std::string, double> by_op;
   for (size_t i = 0; i < steps.size(); ++i) {

@@ -168,11 +168,11 @@ RULES = [
          as_cmd="build/bin/onnxq_kernels_bench --quick --threads 2 --isa avx2", json_keys=("threads", "active_isa", "isas")),
     Rule(r"(?:build|BUILD)/bin/onnxq_kernels_bench --profile MODEL \[--threads N\]( \[--iters N\])?", "smoke",
          as_cmd="build/bin/onnxq_kernels_bench --profile ../shared/models/mobilenetv2-1.0.onnx --threads 2 --iters 50",
-         json_keys=("run_ms", "hooked_run_ms", "steps", "min_us_by_op")),
+         json_keys=("run_ms", "profiled_run_ms", "steps", "min_us_by_op")),
     # int8.md profiles the exported W8A8 model: W8A8 is one quantized here (onnxq quantize, 4 images).
     Rule(r"(?:build/bin/)?onnxq_kernels_bench --profile( MODEL --iters 50)?", "smoke",
          as_cmd="build/bin/onnxq_kernels_bench --profile W8A8 --iters 50",
-         json_keys=("run_ms", "hooked_run_ms", "steps", "min_us_by_op")),
+         json_keys=("run_ms", "profiled_run_ms", "steps", "min_us_by_op")),
     Rule(r"onnxq_int8_gemm_bench( --seconds 0\.5)?", "smoke", json_keys=("vnni_peak_gops", "tiles", "gemm")),
     # -- fuzzing (needs the clang fuzz build; the regression inputs replay in ctest's FuzzRegressions.*)
     Rule(r"bench/fuzz --no-build --build-dir build-fuzz --seconds 600 (onnx_import|npy|external_data|image)",
