@@ -161,6 +161,10 @@ inline int64_t NhwcDwRingWidth(int64_t out_w, int64_t sw, int64_t kw, int64_t dw
 using Quantize8Fn = void (*)(const float* x, int64_t n, float scale, int32_t zp, bool is_signed,
                              void* y);
 
+// min and max of n floats (n > 0) into *lo / *hi; false if any value is NaN (the result is then
+// meaningless). Infinities are ordinary values here.
+using MinMaxFn = bool (*)(const float* x, int64_t n, float* lo, float* hi);
+
 struct Table {
   int mr = 0, nr = 0;
   bool w16 = false;  // W packed as int16 (the AVX2 vpmaddwd path)
@@ -171,6 +175,7 @@ struct Table {
   NhwcGemmFn nhwc_gemm = nullptr;
   NhwcDwFn nhwc_dw = nullptr;  // null: only the integer reference (large kernels)
   Quantize8Fn quantize8 = nullptr;  // null: the caller's portable loop
+  MinMaxFn minmax = nullptr;        // null: the caller's portable loop
 };
 
 Table TableReference();

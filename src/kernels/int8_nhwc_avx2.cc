@@ -192,9 +192,38 @@ void DepthwiseAvx2(const NhwcDwArgs& a) {
   }
 }
 
+bool MinMaxAvx2(const float* x, int64_t n, float* lo, float* hi) {
+  __m256 vlo = _mm256_set1_ps(x[0]), vhi = vlo, nan = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_loadu_ps(x + j);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    vlo = _mm256_min_ps(vlo, v);
+    vhi = _mm256_max_ps(vhi, v);
+  }
+  alignas(32) float l[8], h[8];
+  _mm256_store_ps(l, vlo);
+  _mm256_store_ps(h, vhi);
+  bool ok = _mm256_movemask_ps(nan) == 0;
+  float a = l[0], b = h[0];
+  for (int k = 1; k < 8; ++k) {
+    a = l[k] < a ? l[k] : a;
+    b = h[k] > b ? h[k] : b;
+  }
+  for (; j < n; ++j) {
+    ok = ok && x[j] == x[j];
+    a = x[j] < a ? x[j] : a;
+    b = x[j] > b ? x[j] : b;
+  }
+  *lo = a;
+  *hi = b;
+  return ok;
+}
+
 }  // namespace
 
 void NhwcKernelsAvx2(Table* t) {
+  t->minmax = &MinMaxAvx2;
   t->nhwc_gemm = &GemmAvx2;
   t->nhwc_dw = &DepthwiseAvx2;
 }

@@ -443,9 +443,25 @@ void Quantize8Avx512(const float* x, int64_t n, float scale, int32_t zp, bool is
   }
 }
 
+bool MinMaxAvx512(const float* x, int64_t n, float* lo, float* hi) {
+  __m512 vlo = _mm512_set1_ps(x[0]), vhi = vlo;
+  __mmask16 nan = 0;
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = Mask16(n - j);
+    const __m512 v = _mm512_mask_loadu_ps(vlo, m, x + j);  // masked-off lanes repeat a seen value
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    vlo = _mm512_min_ps(vlo, v);
+    vhi = _mm512_max_ps(vhi, v);
+  }
+  *lo = _mm512_reduce_min_ps(vlo);
+  *hi = _mm512_reduce_max_ps(vhi);
+  return nan == 0;
+}
+
 }  // namespace
 
 void NhwcKernelsAvx512(Table* t) {
+  t->minmax = &MinMaxAvx512;
   t->nhwc_gemm = &GemmAvx512;
   t->nhwc_dw = &DepthwiseAvx512;
   t->quantize8 = &Quantize8Avx512;

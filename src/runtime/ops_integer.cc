@@ -9,11 +9,13 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include "onnxq/kernels/int8_conv.h"
 #include "onnxq/kernels/int8_gemm.h"
 #include "onnxq/kernels/int8_nhwc.h"
 #include "onnxq/kernels/int8_ops.h"
+#include "kernels/int8_internal.h"
 #include "runtime/op_kernel.h"
 #include "runtime/qdq_lowering.h"
 
@@ -651,7 +653,8 @@ class IntMatMulKernel : public OpKernel {
 // y = saturate(round_half_even(x / scale) + zero point).
 class DynamicQuantizeKernel : public OpKernel {
  public:
-  explicit DynamicQuantizeKernel(const Node& node) : node_(node) {}
+  DynamicQuantizeKernel(const Node& node, kernels::Isa isa)
+      : node_(node), table_(kernels::int8::TableForIsa(static_cast<int>(isa))) {}
 
   Status Infer(InferContext& ctx) override {
     if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": needs x");
@@ -666,18 +669,51 @@ class DynamicQuantizeKernel : public OpKernel {
   Status Run(const RunContext& ctx) const override {
     const float* x = ctx.in[0].ptr<float>();
     const int64_t n = ctx.in[0].numel;
+    // Range: per chunk (SIMD where the ISA has it, chunks spread over the pool), then combined
+    // with 0, which the range must contain.
+    constexpr int64_t kChunk = 1 << 16;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    std::vector<float> los(static_cast<size_t>(chunks)), his(static_cast<size_t>(chunks));
+    std::vector<char> nan(static_cast<size_t>(chunks), 0);
+    ParallelFor(ctx.pool, chunks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t c = b; c < e; ++c) {
+        const float* p = x + c * kChunk;
+        const int64_t m = std::min(kChunk, n - c * kChunk);
+        float lo = p[0], hi = p[0];
+        bool ok = true;
+        if (table_.minmax != nullptr) {
+          ok = table_.minmax(p, m, &lo, &hi);
+        } else {
+          for (int64_t i = 0; i < m; ++i) {
+            ok = ok && p[i] == p[i];
+            lo = p[i] < lo ? p[i] : lo;
+            hi = p[i] > hi ? p[i] : hi;
+          }
+        }
+        los[static_cast<size_t>(c)] = lo;
+        his[static_cast<size_t>(c)] = hi;
+        nan[static_cast<size_t>(c)] = !ok;
+      }
+    });
     float lo = 0.f, hi = 0.f;
-    for (int64_t i = 0; i < n; ++i) {
-      lo = std::min(lo, x[i]);
-      hi = std::max(hi, x[i]);
+    for (int64_t c = 0; c < chunks; ++c) {
+      if (nan[static_cast<size_t>(c)])
+        return InvalidArgument(node_.Describe(), ": input contains a non-finite value (NaN)");
+      lo = std::min(lo, los[static_cast<size_t>(c)]);
+      hi = std::max(hi, his[static_cast<size_t>(c)]);
     }
     if (!std::isfinite(lo) || !std::isfinite(hi))
-      return InvalidArgument(node_.Describe(), ": input contains a non-finite value");
+      return InvalidArgument(node_.Describe(), ": input contains a non-finite value (infinity)");
     const float scale = hi == lo ? 1.f : (hi - lo) / 255.f;
     float zp = 0.f - lo / scale;
     zp = std::nearbyint(std::min(std::max(zp, 0.f), 255.f));
     uint8_t* y = ctx.out[0].ptr<uint8_t>();
+    const kernels::int8::Quantize8Fn q8 = table_.quantize8;
     ParallelFor(ctx.pool, n, 16384, [&](int64_t b, int64_t e) {
+      if (q8 != nullptr) {  // the same formula in SIMD: clamp(round_half_even(x / scale) + zp)
+        q8(x + b, e - b, scale, static_cast<int32_t>(zp), false, y + b);
+        return;
+      }
       for (int64_t i = b; i < e; ++i) {
         float q = std::nearbyint(x[i] / scale) + zp;
         y[i] = static_cast<uint8_t>(std::min(std::max(q, 0.f), 255.f));
@@ -690,6 +726,7 @@ class DynamicQuantizeKernel : public OpKernel {
 
  private:
   const Node& node_;
+  kernels::int8::Table table_;  // chosen once, for the session's ISA
 };
 
 // ---------------------------------------------------------------- com.microsoft / ai.onnxq ops
@@ -1055,7 +1092,7 @@ void RegisterIntegerOps(std::vector<OpRegistration>& r) {
                "uint8/int8; single A zero point, per-tensor or per-column B zero point"});
   r.push_back({"DynamicQuantizeLinear", 11, 23,
                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
-                 return MakeKernel<DynamicQuantizeKernel>(*info.node);
+                 return MakeKernel<DynamicQuantizeKernel>(*info.node, info.isa);
                },
                "float32 in, uint8 out; ONNX Runtime's scale / zero point rounding"});
 }

@@ -93,3 +93,43 @@ def test_docs_list_every_operator_the_executor_runs():
     ops = {o for o in onnxq.supported_ops() if "." not in o}
     assert ops - documented == set(), "not documented in docs/runtime.md"
     assert documented - ops == set(), "documented but not registered"
+
+
+def _isas():
+    out = []
+    for isa in ("reference", "avx2", "avx512"):
+        try:
+            onnxq.Session(onnxq.load_bytes(_single("Relu", {"x": X}, 13)), isa=isa)
+            out.append(isa)
+        except (ValueError, NotImplementedError):
+            pass  # not on this CPU
+    return out
+
+
+@pytest.mark.parametrize("shape,spread", [((1, 96, 112, 112), 3.0), ((3, 1000), 0.01), ((17,), 5.0), ((70001,), -2.0)])
+def test_dynamic_quantize_linear_matches_ort_on_every_isa(shape, spread):
+    # Large inputs go through the SIMD min/max and quantize kernels in chunks over two threads; the
+    # odd sizes exercise the tails. A negative spread makes every value negative (zero point 255).
+    x = (rng.standard_normal(shape) * abs(spread) + (spread if spread < 0 else 0)).astype(np.float32)
+    if spread < 0:
+        x = -np.abs(x)
+    m = _single("DynamicQuantizeLinear", {"x": x}, 13, n_out=3)
+    g = onnx.load_from_string(m)
+    for o, t in zip(g.graph.output, (TensorProto.UINT8, TensorProto.FLOAT, TensorProto.UINT8)):
+        o.type.tensor_type.elem_type = t
+    m = g.SerializeToString()
+    want = ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for isa in _isas():
+        got = onnxq.Session(onnxq.load_bytes(m), threads=2, isa=isa).run({"x": x})
+        np.testing.assert_array_equal(got["y1"], want[1], err_msg=isa)
+        np.testing.assert_array_equal(got["y2"], want[2], err_msg=isa)
+        np.testing.assert_array_equal(got["y0"], want[0], err_msg=isa)
+
+
+def test_dynamic_quantize_linear_refuses_nan_on_every_isa():
+    x = rng.standard_normal(100000).astype(np.float32)
+    x[77777] = np.nan
+    m = _single("DynamicQuantizeLinear", {"x": x}, 13, n_out=3)
+    for isa in _isas():
+        with pytest.raises(ValueError, match="non-finite"):
+            onnxq.Session(onnxq.load_bytes(m), threads=2, isa=isa).run({"x": x})
