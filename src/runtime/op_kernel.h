@@ -134,6 +134,23 @@ inline int64_t NumElements(const std::vector<int64_t>& dims) {
   for (int64_t d : dims) n *= d;
   return n;
 }
+// dims = [outer..., mid, inner...] around a normalised `axis` (axis < 0: everything is outer, mid
+// and inner are 1), so element (o, m, i) is at (o * mid + m) * inner + i.
+inline void AxisSplit(const std::vector<int64_t>& dims, int64_t axis, int64_t* outer, int64_t* mid,
+                      int64_t* inner) {
+  *outer = 1;
+  *mid = 1;
+  *inner = 1;
+  for (int64_t i = 0; i < static_cast<int64_t>(dims.size()); ++i) {
+    if (axis < 0 || i < axis) {
+      *outer *= dims[static_cast<size_t>(i)];
+    } else if (i == axis) {
+      *mid = dims[static_cast<size_t>(i)];
+    } else {
+      *inner *= dims[static_cast<size_t>(i)];
+    }
+  }
+}
 // Normalises a possibly negative axis against rank; error names the node.
 StatusOr<int64_t> NormalizeAxis(int64_t axis, int64_t rank, const Node& node,
                                 const char* what = "axis");

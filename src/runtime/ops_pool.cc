@@ -279,11 +279,8 @@ class ArgKernel : public OpKernel {
  private:
   template <typename T>
   void Apply(const RunContext& ctx) const {
-    const auto& d = ctx.in[0].dims;
-    int64_t outer = 1, inner = 1;
-    for (int64_t i = 0; i < axis_n_; ++i) outer *= d[static_cast<size_t>(i)];
-    for (size_t i = static_cast<size_t>(axis_n_) + 1; i < d.size(); ++i) inner *= d[i];
-    const int64_t mid = d[static_cast<size_t>(axis_n_)];
+    int64_t outer, mid, inner;
+    AxisSplit(ctx.in[0].dims, axis_n_, &outer, &mid, &inner);
     const T* x = ctx.in[0].ptr<T>();
     int64_t* y = ctx.out[0].ptr<int64_t>();
     for (int64_t o = 0; o < outer; ++o)

@@ -35,21 +35,6 @@ StatusOr<int64_t> QuantAxis(const InferContext& ctx, int64_t axis_attr, const No
   return axis;
 }
 
-void AxisSplit(const std::vector<int64_t>& dims, int64_t axis, int64_t* outer, int64_t* ch,
-               int64_t* inner) {
-  *outer = 1;
-  *ch = 1;
-  *inner = 1;
-  for (int64_t i = 0; i < static_cast<int64_t>(dims.size()); ++i) {
-    if (axis < 0 || i < axis) {
-      *outer *= dims[i];
-    } else if (i == axis) {
-      *ch = dims[i];
-    } else {
-      *inner *= dims[i];
-    }
-  }
-}
 
 // As MLAS: x / scale clamped to [lo - z, hi - z] (NaN -> lo - z), rounded half to even, plus z.
 // The clamped value is far below 2^22, where adding and subtracting 1.5 * 2^23 rounds to an

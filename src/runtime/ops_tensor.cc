@@ -946,12 +946,9 @@ class SplitKernel : public OpKernel {
     return Status::Ok();
   }
   Status Run(const RunContext& ctx) const override {
-    const auto& d = ctx.in[0].dims;
     const size_t es = ElementSize(ctx.in[0].dtype);
-    int64_t outer = 1, inner = 1;
-    for (int64_t i = 0; i < axis_n_; ++i) outer *= d[static_cast<size_t>(i)];
-    for (size_t i = static_cast<size_t>(axis_n_) + 1; i < d.size(); ++i) inner *= d[i];
-    const int64_t total = d[static_cast<size_t>(axis_n_)];
+    int64_t outer, total, inner;
+    AxisSplit(ctx.in[0].dims, axis_n_, &outer, &total, &inner);
     const char* src = ctx.in[0].ptr<char>();
     int64_t start = 0;
     for (const TensorRef& o : ctx.out) {
@@ -1299,11 +1296,8 @@ class CumSumKernel : public OpKernel {
  private:
   template <typename T>
   void Apply(const RunContext& ctx) const {
-    const auto& d = ctx.in[0].dims;
-    int64_t outer = 1, inner = 1;
-    for (int64_t i = 0; i < axis_n_; ++i) outer *= d[static_cast<size_t>(i)];
-    for (size_t i = static_cast<size_t>(axis_n_) + 1; i < d.size(); ++i) inner *= d[i];
-    const int64_t n = d[static_cast<size_t>(axis_n_)];
+    int64_t outer, n, inner;
+    AxisSplit(ctx.in[0].dims, axis_n_, &outer, &n, &inner);
     const T* x = ctx.in[0].ptr<T>();
     T* y = ctx.out[0].ptr<T>();
     for (int64_t o = 0; o < outer; ++o)
