@@ -2,17 +2,23 @@
 """Mixed-precision weights on the shared MobileNetV2 (MCT-style table). Prints one JSON object.
 
     PYTHONPATH=build/python .venv/bin/python bench/mixed_precision.py [--bits 8,6,5,4,3] [--threads 2]
+        [--columns single,mixed,mixed+gptq,mixed+adaround] [--cache DIR]
 
 Calibration: first 100 images of labels.tsv; evaluation: the other 400. Activations 8 bits
-(onnxq's default calibration). For each average weight bit width B, three columns:
-  single:  every layer at B bits (B must be an integer), nearest rounding (max-abs per-channel scales);
-  mixed:   per-layer bits from the measured sensitivity (nearest rounding) under "average <= B";
-  mixed+gptq: MSE-searched per-channel scales and GPTQ rounding, both in the sensitivity and in
-              the final model.
+(onnxq's default calibration). For each average weight bit width B, the columns:
+  single:  every layer at B bits (B must be an integer), nearest rounding (max-abs per-channel scales,
+           narrow grid: ONNX Runtime's recipe with fewer bits);
+  mixed:   per-layer bits from the measured sensitivity (nearest rounding, max-abs scales, narrow
+           grid) under "average <= B";
+  mixed+gptq: MSE-searched per-channel scales, the full sub-8-bit grid and GPTQ rounding, both in
+              the sensitivity and in the final model;
+  mixed+adaround: the same allocation (sensitivity measured with GPTQ) and AdaRound rounding.
 Each is exported and evaluated with onnxq's executor on the QDQ file (its Q/DQ computed in float:
 exactly the simulation) and with ONNX Runtime; top-1 and agreement with float top-1.
-Timing: the sensitivity (measured once per rounding and reused for every budget) and each
-quantize call (calibration, Hessians, allocation, rounding, bias correction, export).
+Timing: the sensitivity (measured once per recipe and reused for every budget) and each quantize
+call (calibration, Hessians, allocation, rounding, bias correction, export).
+ONNXQ_BENCH_SMOKE=1: a minimal run (4 bits, mixed+gptq, candidate bits 4 and 8, few samples and
+evaluation images) that still prints the JSON.
 """
 import argparse
 import json
@@ -34,12 +40,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bits", default="8,6,5,4,3")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--columns", default="single,mixed,mixed+gptq")
-    ap.add_argument("--sensitivity-samples", type=int, default=32)
-    ap.add_argument("--rounding-samples", type=int, default=64)
+    ap.add_argument("--columns", default="single,mixed,mixed+gptq,mixed+adaround")
+    ap.add_argument("--sensitivity-samples", type=int, default=64)
+    ap.add_argument("--rounding-samples", type=int, default=100)
     ap.add_argument("--cache", help="folder for the sensitivity JSON (reused when present; then not timed)")
     ap.add_argument("--gptq-bits", default="", help="candidate bits for the mixed+gptq column (default: all)")
+    ap.add_argument("--eval-count", type=int, default=400)
     args = ap.parse_args()
+    smoke = os.environ.get("ONNXQ_BENCH_SMOKE") == "1"
+    if smoke:
+        args.bits, args.columns, args.gptq_bits = "4", "mixed+gptq", "4,8"
+        args.sensitivity_samples, args.rounding_samples, args.eval_count = 4, 8, 16
     import onnxq
     import onnxruntime as ort
 
@@ -48,7 +59,7 @@ def main():
     if not os.path.exists(model):
         print(json.dumps({"skipped": "shared MobileNetV2 not found (set ONNXQ_SHARED)"}))
         return
-    ds = onnxq.calib.Dataset(data, preset="imagenet-tf", skip=100)
+    ds = onnxq.calib.Dataset(data, preset="imagenet-tf", skip=100, count=args.eval_count)
     x = ds.load_batch(0, len(ds), threads=args.threads)
     labels = np.array([ds.label(i) for i in range(len(ds))])
 
@@ -69,15 +80,23 @@ def main():
         return {"top1": round(100.0 * float((l.argmax(1) == labels).mean()), 2),
                 "agreement": round(100.0 * float((l.argmax(1) == ref.argmax(1)).mean()), 2)}
 
-    out = {"float_top1": m(ref)["top1"], "eval_images": len(x), "threads": args.threads}
+    out = {"float_top1": m(ref)["top1"], "eval_images": len(x), "threads": args.threads, "smoke": smoke}
     base = {"preprocess": "imagenet-tf", "calib_count": 100, "threads": args.threads,
             "sensitivity_samples": args.sensitivity_samples, "rounding_samples": args.rounding_samples}
     cols = args.columns.split(",")
-    # nearest: max-abs scales (ONNX Runtime's recipe); gptq: MSE-searched scales + GPTQ (measured best).
-    recipe = {"nearest": {"rounding": "nearest"}, "gptq": {"rounding": "gptq", "weight_scale": "mse"}}
+    # nearest: max-abs scales, narrow grid (ONNX Runtime's recipe); gptq / adaround: MSE-searched
+    # scales, full grid (the measured best); AdaRound's allocation uses the GPTQ sensitivity.
+    recipe = {"nearest": {"rounding": "nearest", "weight_grid": "narrow"},
+              "gptq": {"rounding": "gptq", "weight_scale": "mse", "weight_grid": "full"},
+              "adaround": {"rounding": "adaround", "weight_scale": "mse", "weight_grid": "full"}}
+    if smoke:
+        base["candidate_bits"] = [4, 8]
     sens = {}
-    for rounding in (["nearest"] if "mixed" in cols else []) + (["gptq"] if "mixed+gptq" in cols else []):
-        cached = os.path.join(args.cache, f"sensitivity_{rounding}.json") if args.cache else None
+    needed = (["nearest"] if "mixed" in cols else []) + \
+        (["gptq"] if "mixed+gptq" in cols or "mixed+adaround" in cols else [])
+    for rounding in needed:
+        tag = {"nearest": "nearest", "gptq": "gptq_full"}[rounding] + f"_s{args.sensitivity_samples}"
+        cached = os.path.join(args.cache, f"sensitivity_{tag}.json") if args.cache and not smoke else None
         if cached and os.path.exists(cached):
             with open(cached) as f:
                 sens[rounding] = json.load(f)
@@ -98,11 +117,11 @@ def main():
             if col == "single":
                 if b != int(b):
                     continue
-                cfg = dict(base, weight_bits=int(b))
+                cfg = dict(base, weight_bits=int(b), **recipe["nearest"])
             elif col == "mixed":
-                cfg = dict(base, weight_bits_avg=b, sensitivity=sens["nearest"])
+                cfg = dict(base, weight_bits_avg=b, sensitivity=sens["nearest"], **recipe["nearest"])
             else:
-                cfg = dict(base, weight_bits_avg=b, sensitivity=sens["gptq"], **recipe["gptq"])
+                cfg = dict(base, weight_bits_avg=b, sensitivity=sens["gptq"], **recipe[col.split("+")[1]])
                 if args.gptq_bits:
                     cfg["candidate_bits"] = [int(v) for v in args.gptq_bits.split(",")]
             t0 = time.perf_counter()

@@ -37,8 +37,11 @@ class QuantConfig:
 
     Mixed precision and rounding (issue 7):
     layer_weight_bits: {node name: bits} overriding weight_bits per layer.
-    rounding: "nearest" or "gptq"; rounding_samples, gptq_damp, gptq_act_order,
-        gptq_quantized_inputs tune GPTQ.
+    rounding: "nearest", "adaround" or "gptq"; rounding_samples (Gram-matrix samples),
+        rounding_objective ("asymmetric": match the float layer output from the inputs of the
+        model quantized so far; "float"), rounding_target_damp, gptq_damp, gptq_act_order,
+        gptq_quantized_inputs, adaround_iters, adaround_lambda, adaround_lr tune them.
+    weight_grid: "full" ([-8, 7] at 4 bits) or "narrow" ([-7, 7]) below 8 bits.
     weight_bits_avg, weight_memory, bops: at most one budget; the per-layer bits are then chosen
         from the layers' sensitivity (weight_memory <= 1 is a fraction of the float32 weight bytes,
         > 1 bytes).
@@ -71,15 +74,21 @@ class QuantConfig:
     labels: Optional[Union[str, os.PathLike]] = None
     layer_weight_bits: Optional[Mapping[str, int]] = None
     rounding: str = "nearest"
-    rounding_samples: int = 64
+    rounding_samples: int = 100
     gptq_damp: float = 0.01
     gptq_act_order: bool = True
     gptq_quantized_inputs: bool = False
+    rounding_objective: str = "float"
+    rounding_target_damp: float = 0.1
+    adaround_iters: int = 1000
+    adaround_lambda: float = 1.0
+    adaround_lr: float = 0.01
+    weight_grid: str = "full"
     weight_bits_avg: Optional[float] = None
     weight_memory: Optional[float] = None
     bops: Optional[float] = None
     candidate_bits: Sequence[int] = (2, 3, 4, 5, 6, 7, 8)
-    sensitivity_samples: int = 32
+    sensitivity_samples: int = 64
     sensitivity_metric: str = "auto"
     sensitivity: Optional[Mapping[str, Any]] = None
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -22,7 +22,8 @@ namespace {
 // run time (DynamicQuantizeLinear + ConvInteger / MatMulInteger); no calibration data.
 Status RunDynamic(const ArgParser& a) {
   for (const char* opt : {"calib", "calib-count", "labels", "stats", "calibrator", "percentile", "act-bits",
-                          "cle", "bias-correction", "rounding", "rounding-samples", "layer-bits",
+                          "cle", "bias-correction", "rounding", "rounding-samples", "rounding-objective",
+                          "adaround-iters", "weight-grid", "layer-bits",
                           "weight-bits-avg", "weight-memory", "bops", "candidate-bits", "sensitivity-samples"})
     if (a.Has(opt)) return InvalidArgument("--", opt, " applies to --mode static only");
   quant::DynamicQuantizeOptions o;
@@ -91,10 +92,19 @@ int RunQuantize(const std::vector<std::string>& args) {
       .Default("auto");
   p.Option("bias-correction", 0, "auto|on|off", "empirical bias correction (auto: on for per-tensor or sub-8-bit weights)")
       .Default("auto");
-  p.Option("rounding", 0, "M", "weight rounding: nearest or gptq (error-compensating, Hessians from the "
-                               "first --rounding-samples calibration samples)").Default("nearest")
-      .Choices({"nearest", "gptq"});
-  p.Option("rounding-samples", 0, "N", "calibration samples for GPTQ's Hessians", ArgKind::kInt).Default("64");
+  p.Option("rounding", 0, "M", "weight rounding: nearest, adaround or gptq (error-compensating, on Gram "
+                               "matrices of the layer inputs from the first --rounding-samples calibration "
+                               "samples)").Default("nearest")
+      .Choices({"nearest", "adaround", "gptq"});
+  p.Option("rounding-samples", 0, "N", "calibration samples for the rounding's Gram matrices (the "
+                                      "sensitivity's: at most those before its --sensitivity-samples)",
+           ArgKind::kInt).Default("100");
+  p.Option("rounding-objective", 0, "O", "adaround/gptq objective: asymmetric (match the float layer output "
+                                         "from the inputs of the model quantized so far) or float (float inputs)")
+      .Default("float").Choices({"float", "asymmetric"});
+  p.Option("adaround-iters", 0, "N", "AdaRound: Adam steps per layer", ArgKind::kInt).Default("1000");
+  p.Option("weight-grid", 0, "G", "sub-8-bit weight grid: full ([-8, 7] at 4 bits) or narrow ([-7, 7])")
+      .Default("full").Choices({"full", "narrow"});
   p.Option("layer-bits", 0, "NODE=B", "weight bits of one layer (node name), overriding --weight-bits")
       .Repeated();
   p.Option("weight-bits-avg", 0, "B", "mixed precision: per-layer weight bits chosen from the measured "
@@ -105,7 +115,7 @@ int RunQuantize(const std::vector<std::string>& args) {
   p.Option("candidate-bits", 0, "LIST", "weight bit widths the allocator may choose, e.g. 2,3,4,5,6,7,8")
       .Default("2,3,4,5,6,7,8");
   p.Option("sensitivity-samples", 0, "N", "calibration samples for the per-layer sensitivity (the last ones)",
-           ArgKind::kInt).Default("32");
+           ArgKind::kInt).Default("64");
   p.Option("stats", 0, "FILE", "use observer statistics from `onnxq calibrate` instead of calibrating");
   p.Option("report", 0, "JSON", "write the quantization report here");
   p.Option("threads", 0, "N", "threads (default: all cores)", ArgKind::kInt).Default("0");
@@ -134,6 +144,9 @@ int RunQuantize(const std::vector<std::string>& args) {
     cfg.stats_path = a.Get("stats");
     cfg.rounding = a.Get("rounding");
     cfg.rounding_samples = a.GetInt("rounding-samples");
+    cfg.rounding_objective = a.Get("rounding-objective");
+    cfg.adaround_iters = a.GetInt("adaround-iters");
+    cfg.weight_grid = a.Get("weight-grid");
     for (const std::string& lb : a.GetAll("layer-bits")) {
       size_t eq = lb.rfind('=');
       if (eq == std::string::npos || eq == 0) return InvalidArgument("--layer-bits wants NODE=BITS, got '", lb, "'");

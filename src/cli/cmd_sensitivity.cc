@@ -22,23 +22,28 @@ int RunSensitivity(const std::vector<std::string>& args) {
               "Per-layer sensitivity to weight bit width: for every quantizable layer and candidate bit\n"
               "width, the damage to the model's output (mean KL of the softmax against float, or relative\n"
               "MSE) with only that layer's weights quantized, on the last --samples of the first\n"
-              "--samples (+ --rounding-samples with gptq) images of the calibration data.");
+              "--samples (+ --rounding-samples with adaround/gptq) images of the calibration data.");
   p.Positional("MODEL", "the float .onnx model");
   p.Option("calib", 0, "PATH", "calibration data: image folder (labels.tsv order if present), .npy folder or stacked .npy")
       .Required();
   p.Option("labels", 0, "TSV", "labels.tsv defining the sample order (default: PATH/labels.tsv)");
   AddDataOptions(p);
   AddModelLimitOptions(p);
-  p.Option("samples", 0, "N", "calibration samples the damage is measured on", ArgKind::kInt).Default("32");
+  p.Option("samples", 0, "N", "calibration samples the damage is measured on", ArgKind::kInt).Default("64");
   p.Option("bits", 0, "LIST", "candidate weight bit widths").Default("2,3,4,5,6,7,8");
   p.Option("metric", 0, "M", "kl | mse | auto (kl for [N, classes] outputs)").Default("auto")
       .Choices({"auto", "kl", "mse"});
   p.Option("weight-granularity", 0, "G", "per-channel|per-tensor").Default("per-channel")
       .Choices({"per-channel", "per-tensor"});
   p.Option("weight-scale", 0, "M", "weight scales: minmax or mse").Default("minmax").Choices({"minmax", "mse"});
-  p.Option("rounding", 0, "M", "weight rounding the damage is measured with: nearest or gptq").Default("nearest")
-      .Choices({"nearest", "gptq"});
-  p.Option("rounding-samples", 0, "N", "calibration samples for GPTQ's Hessians", ArgKind::kInt).Default("64");
+  p.Option("rounding", 0, "M", "weight rounding the damage is measured with: nearest, adaround or gptq "
+                               "(on float-input Gram matrices)").Default("nearest")
+      .Choices({"nearest", "adaround", "gptq"});
+  p.Option("rounding-samples", 0, "N", "calibration samples for the rounding's Gram matrices (the first "
+                                      "ones, before the --samples)", ArgKind::kInt).Default("36");
+  p.Option("adaround-iters", 0, "N", "AdaRound: Adam steps per layer", ArgKind::kInt).Default("1000");
+  p.Option("weight-grid", 0, "G", "sub-8-bit weight grid: full ([-8, 7] at 4 bits) or narrow ([-7, 7])")
+      .Default("full").Choices({"full", "narrow"});
   p.Option("exclude", 0, "NAME|OP", "leave a node (by name) or an op type in float").Repeated();
   p.Flag("json", 0, "print JSON instead of a table");
   p.Option("output", 'o', "JSON", "also write the JSON here");
@@ -49,6 +54,8 @@ int RunSensitivity(const std::vector<std::string>& args) {
     cfg.weight_scale = a.Get("weight-scale");
     cfg.rounding = a.Get("rounding");
     cfg.rounding_samples = a.GetInt("rounding-samples");
+    cfg.adaround_iters = a.GetInt("adaround-iters");
+    cfg.weight_grid = a.Get("weight-grid");
     cfg.exclude = a.GetAll("exclude");
     cfg.sensitivity_samples = a.GetInt("samples");
     cfg.sensitivity_metric = a.Get("metric");
@@ -60,8 +67,8 @@ int RunSensitivity(const std::vector<std::string>& args) {
     calib::DatasetOptions dopt;
     ONNXQ_RETURN_IF_ERROR(DataOptionsFromArgs(a, &dopt));
     dopt.labels = a.Get("labels");
-    // GPTQ's Hessians use the first samples, the damage the last ones: keep them apart.
-    dopt.count = cfg.sensitivity_samples + (cfg.rounding == "gptq" ? cfg.rounding_samples : 0);
+    // The rounding's Gram matrices use the first samples, the damage the last ones: keep them apart.
+    dopt.count = cfg.sensitivity_samples + (cfg.rounding != "nearest" ? cfg.rounding_samples : 0);
     ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("calib"), dopt));
     auto source = quant::DatasetSource(*data, &pool);
     ONNXQ_ASSIGN_OR_RETURN(quant::SensitivityResult r, quant::Sensitivity(model, *source, cfg));

@@ -96,6 +96,7 @@ std::shared_ptr<const quant::SensitivityResult> SensitivityFrom(const py::handle
   r->metric = d.contains("metric") ? d["metric"].cast<std::string>() : "";
   r->rounding = d.contains("rounding") ? d["rounding"].cast<std::string>() : "";
   r->weight_scale = d.contains("weight_scale") ? d["weight_scale"].cast<std::string>() : "";
+  r->weight_grid = d.contains("weight_grid") ? d["weight_grid"].cast<std::string>() : "";
   r->samples = d.contains("samples") ? d["samples"].cast<int64_t>() : 0;
   if (!d.contains("layers")) throw py::value_error("sensitivity dict has no 'layers'");
   for (auto item : d["layers"].cast<py::list>()) {
@@ -147,6 +148,12 @@ quant::QuantizeConfig ConfigFrom(const py::dict& cfg, calib::DatasetOptions* dop
     else if (k == "gptq_damp") c.gptq_damp = v.cast<double>();
     else if (k == "gptq_act_order") c.gptq_act_order = v.cast<bool>();
     else if (k == "gptq_quantized_inputs") c.gptq_quantized_inputs = v.cast<bool>();
+    else if (k == "rounding_objective") c.rounding_objective = v.cast<std::string>();
+    else if (k == "rounding_target_damp") c.rounding_target_damp = v.cast<double>();
+    else if (k == "adaround_iters") c.adaround_iters = v.cast<int64_t>();
+    else if (k == "adaround_lambda") c.adaround_lambda = v.cast<double>();
+    else if (k == "adaround_lr") c.adaround_lr = v.cast<double>();
+    else if (k == "weight_grid") c.weight_grid = v.cast<std::string>();
     else if (k == "weight_bits_avg") c.weight_bits_avg = v.cast<double>();
     else if (k == "weight_memory") c.weight_memory = v.cast<double>();
     else if (k == "bops") c.bops = v.cast<double>();
@@ -356,7 +363,10 @@ ONNXQ_PYTHON_BINDINGS(BindQuant, 30) {
         "config: dict with calibrator, percentile, weight_granularity, weight_bits, act_bits,\n"
         "weight_scale, exclude, cle, bias_correction, bias_correction_samples, batch_size, threads,\n"
         "sqnr_samples, stats; mixed precision: layer_weight_bits ({node: bits}), rounding\n"
-        "(nearest|gptq), rounding_samples, gptq_damp, gptq_act_order, gptq_quantized_inputs, one budget\n"
+        "(nearest|adaround|gptq), rounding_samples, rounding_objective (asymmetric|float), rounding_target_damp,\n"
+        "gptq_damp, "
+        "gptq_act_order, gptq_quantized_inputs, adaround_iters, adaround_lambda, adaround_lr,\n"
+        "weight_grid (narrow|full), one budget\n"
         "of weight_bits_avg / weight_memory (<= 1: fraction of float32, else bytes) / bops, candidate_bits,\n"
         "sensitivity_samples, sensitivity_metric, sensitivity (a dict from onnxq.sensitivity, reused).");
   m.def("sensitivity", &Sensitivity, py::arg("model"), py::arg("calibration_data"), py::arg("config") = py::none(),

@@ -65,15 +65,55 @@ StatusOr<std::vector<int>> SolveMultipleChoiceKnapsack(const std::vector<std::ve
     }
     return out;
   };
+  auto cost_of = [&](const std::vector<int>& sol) {
+    double total = 0;
+    for (size_t i = 0; i < items.size(); ++i) total += items[i][static_cast<size_t>(sol[i])].cost;
+    return total;
+  };
+  auto value_of = [&](const std::vector<int>& sol) {
+    double total = 0;
+    for (size_t i = 0; i < items.size(); ++i) total += items[i][static_cast<size_t>(sol[i])].value;
+    return total;
+  };
+  std::vector<int> repaired;
   if (!integral) {
     std::vector<int> down = solve(false);
     if (!down.empty()) {
-      double total = 0;
-      for (size_t i = 0; i < items.size(); ++i) total += items[i][static_cast<size_t>(down[i])].cost;
-      if (total <= budget) return down;
+      if (cost_of(down) <= budget) return down;
+      // Rounded-down costs overspend by at most the rounding slack. When the budget is (nearly)
+      // the cheapest choice, rounding every cost up finds nothing, so also repair the down answer:
+      // move items to cheaper options, least value added per cost saved first, until it fits.
+      double cheapest = 0;
+      for (const auto& it : items) {
+        double c = it[0].cost;
+        for (const auto& o : it) c = std::min(c, o.cost);
+        cheapest += c;
+      }
+      if (cheapest <= budget) {
+        repaired = down;
+        double total = cost_of(repaired);
+        while (total > budget) {
+          double best_ratio = inf;
+          size_t bi = 0, bj = 0;
+          for (size_t i = 0; i < items.size(); ++i) {
+            const KnapsackOption& cur = items[i][static_cast<size_t>(repaired[i])];
+            for (size_t j = 0; j < items[i].size(); ++j) {
+              const double saved = cur.cost - items[i][j].cost;
+              if (!(saved > 0)) continue;
+              const double ratio = (items[i][j].value - cur.value) / saved;
+              if (ratio < best_ratio) best_ratio = ratio, bi = i, bj = j;
+            }
+          }
+          if (!std::isfinite(best_ratio)) break;
+          repaired[bi] = static_cast<int>(bj);
+          total = cost_of(repaired);
+        }
+        if (total > budget) repaired.clear();
+      }
     }
   }
   std::vector<int> out = solve(true);
+  if (!repaired.empty() && (out.empty() || value_of(repaired) < value_of(out))) return repaired;
   if (out.empty()) {
     std::ostringstream os;
     os << "the budget " << budget << " is too small: even the cheapest choice per layer does not fit";

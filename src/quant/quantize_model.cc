@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -239,11 +240,23 @@ HessianOptions HessianOptionsOf(const QuantizeConfig& config) {
   ho.quantized_inputs = config.gptq_quantized_inputs;
   return ho;
 }
-GptqOptions GptqOptionsOf(const QuantizeConfig& config) {
-  GptqOptions go;
-  go.damp = config.gptq_damp;
-  go.act_order = config.gptq_act_order;
-  return go;
+RoundingOptions RoundingOptionsOf(const QuantizeConfig& config) {
+  RoundingOptions ro;
+  ro.method = *ParseRounding(config.rounding);
+  ro.gptq.damp = config.gptq_damp;
+  ro.gptq.act_order = config.gptq_act_order;
+  ro.adaround.iters = config.adaround_iters;
+  ro.adaround.lambda = config.adaround_lambda;
+  ro.adaround.lr = config.adaround_lr;
+  ro.full_grid = config.weight_grid == "full";
+  ro.target_damp = config.rounding_target_damp;
+  return ro;
+}
+// The rounding the sensitivity is measured with inside Quantize: AdaRound for every layer and
+// candidate width would cost 7 final roundings (minutes on MobileNetV2), so GPTQ, which
+// optimises the same objective, stands in for it.
+RoundingMethod SensitivityRounding(RoundingMethod final_rounding) {
+  return final_rounding == RoundingMethod::kAdaRound ? RoundingMethod::kGptq : final_rounding;
 }
 SensitivityOptions SensitivityOptionsOf(const QuantizeConfig& config) {
   SensitivityOptions so;
@@ -296,6 +309,15 @@ Status QuantizeConfig::Validate() const {
   if (!r.ok()) return r.status();
   if (rounding_samples < 1) return InvalidArgument("rounding samples must be at least 1");
   if (!(gptq_damp >= 0)) return InvalidArgument("GPTQ dampening must be >= 0");
+  if (!(rounding_target_damp >= 0)) return InvalidArgument("rounding target dampening must be >= 0");
+  if (rounding_objective != "asymmetric" && rounding_objective != "float")
+    return InvalidArgument("rounding objective must be asymmetric or float, got '", rounding_objective, "'");
+  if (rounding_objective == "asymmetric" && gptq_quantized_inputs)
+    return InvalidArgument("gptq_quantized_inputs applies to the float rounding objective only");
+  if (adaround_iters < 0 || !(adaround_lambda >= 0) || !(adaround_lr > 0))
+    return InvalidArgument("AdaRound: iterations must be >= 0, lambda >= 0 and the learning rate > 0");
+  if (weight_grid != "narrow" && weight_grid != "full")
+    return InvalidArgument("weight grid must be narrow or full, got '", weight_grid, "'");
   int budgets = (weight_bits_avg != 0) + (weight_memory != 0) + (bops != 0);
   if (budgets > 1)
     return InvalidArgument("give one budget at most (weight bits average, weight memory or BOPs)");
@@ -341,10 +363,15 @@ std::string QuantizeConfig::ToJson(bool with_execution) const {
   for (const auto& [k, b] : layer_weight_bits) j.Field(k, b);
   j.EndObject();
   j.Field("rounding", rounding);
-  if (rounding == "gptq") {
-    j.Field("rounding_samples", rounding_samples).Field("gptq_damp", gptq_damp);
-    j.Field("gptq_act_order", gptq_act_order).Field("gptq_quantized_inputs", gptq_quantized_inputs);
+  if (rounding != "nearest") {
+    j.Field("rounding_samples", rounding_samples).Field("rounding_objective", rounding_objective);
+    j.Field("gptq_damp", gptq_damp).Field("rounding_target_damp", rounding_target_damp);
   }
+  if (rounding == "gptq")
+    j.Field("gptq_act_order", gptq_act_order).Field("gptq_quantized_inputs", gptq_quantized_inputs);
+  if (rounding == "adaround")
+    j.Field("adaround_iters", adaround_iters).Field("adaround_lambda", adaround_lambda).Field("adaround_lr", adaround_lr);
+  j.Field("weight_grid", weight_grid);
   if (has_budget()) {
     if (weight_bits_avg > 0) j.Field("weight_bits_avg", weight_bits_avg);
     if (weight_memory > 0) j.Field("weight_memory", weight_memory);
@@ -356,7 +383,8 @@ std::string QuantizeConfig::ToJson(bool with_execution) const {
     j.Field("sensitivity_given", sensitivity != nullptr);
   }
   j.Field("activation_type", "uint8 asymmetric");
-  j.Field("weight_type", "int8 symmetric narrow-range");
+  j.Field("weight_type", weight_grid == "full" ? "int8 symmetric (full grid below 8 bits)"
+                                                 : "int8 symmetric narrow-range");
   j.Key("exclude").BeginArray();
   for (const auto& e : exclude) j.String(e);
   j.EndArray();
@@ -400,16 +428,19 @@ StatusOr<SensitivityResult> Sensitivity(const Model& model, CalibrationSource& c
   ONNXQ_ASSIGN_OR_RETURN(PreparedModel prep, PrepareModel(model, config));
   if (calibration.size() == 0) return InvalidArgument("sensitivity needs calibration data");
   const RoundingMethod rounding = *ParseRounding(config.rounding);
-  if (rounding == RoundingMethod::kGptq && config.gptq_quantized_inputs)
-    return Unsupported("sensitivity with GPTQ uses float layer inputs (gptq_quantized_inputs needs a full quantize run)");
+  if (rounding != RoundingMethod::kNearest && config.gptq_quantized_inputs)
+    return Unsupported("sensitivity uses float layer inputs (gptq_quantized_inputs needs a full quantize run)");
   std::vector<LayerHessian> hessians;
-  if (rounding == RoundingMethod::kGptq) {
-    ONNXQ_ASSIGN_OR_RETURN(hessians, CollectHessians(prep.optimized, prep.plan, calibration,
-                                                     HessianOptionsOf(config)));
+  if (rounding != RoundingMethod::kNearest) {
+    // Gram matrices from samples the damage is not measured on (see Quantize).
+    HessianOptions ho = HessianOptionsOf(config);
+    ho.samples = std::max<int64_t>(1, std::min(config.rounding_samples,
+                                               calibration.size() - config.sensitivity_samples));
+    ONNXQ_ASSIGN_OR_RETURN(hessians, CollectHessians(prep.optimized, prep.plan, calibration, ho));
   }
   return MeasureSensitivity(prep.optimized, prep.plan, calibration, WeightOptionsOf(config), rounding,
-                            rounding == RoundingMethod::kGptq ? &hessians : nullptr,
-                            GptqOptionsOf(config), SensitivityOptionsOf(config));
+                            rounding != RoundingMethod::kNearest ? &hessians : nullptr,
+                            RoundingOptionsOf(config), SensitivityOptionsOf(config));
 }
 
 std::string StatsFingerprint(const PreparedModel& prepared, const QuantizeConfig& config) {
@@ -791,16 +822,35 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
 
   WeightOptions wo = WeightOptionsOf(config);
   const RoundingMethod rounding = *ParseRounding(config.rounding);
+  const bool rerounds = rounding != RoundingMethod::kNearest;
+  const bool asymmetric = rerounds && config.rounding_objective == "asymmetric";
   const Graph& pg = prep.optimized.graph;
-  if ((rounding == RoundingMethod::kGptq || (config.has_budget() && !config.sensitivity)) &&
-      calibration.size() == 0)
-    return InvalidArgument("GPTQ rounding and bit allocation need calibration data");
-  std::vector<LayerHessian> hessians;
-  if (rounding == RoundingMethod::kGptq) {
+  if ((rerounds || (config.has_budget() && !config.sensitivity)) && calibration.size() == 0)
+    return InvalidArgument("GPTQ/AdaRound rounding and bit allocation need calibration data");
+  // Float-input Gram matrices: the float objective's rounding, and the sensitivity (each layer
+  // measured alone in the float model).
+  // The sensitivity's Gram matrices come from samples it does not measure on (the first
+  // calibration samples, at most size - sensitivity_samples of them): rounding fitted to the
+  // samples the damage is measured on looks better than it is. The final rounding uses the first
+  // rounding_samples, which may overlap.
+  const bool measure_sensitivity = config.has_budget() && !config.sensitivity;
+  HessianOptions final_ho = HessianOptionsOf(config), sens_ho = final_ho;
+  sens_ho.samples = std::max<int64_t>(
+      1, std::min(config.rounding_samples, calibration.size() - config.sensitivity_samples));
+  std::vector<LayerHessian> hessians, sens_hessians;
+  if (rerounds && measure_sensitivity) {
     t0 = Clock::now();
-    ONNXQ_ASSIGN_OR_RETURN(hessians, CollectHessians(prep.optimized, plan, calibration,
-                                                     HessianOptionsOf(config)));
-    timings.emplace_back("hessians", MsSince(t0));
+    ONNXQ_ASSIGN_OR_RETURN(sens_hessians, CollectHessians(prep.optimized, plan, calibration, sens_ho));
+    timings.emplace_back("hessians_sensitivity", MsSince(t0));
+  }
+  if (rerounds && !asymmetric) {
+    if (measure_sensitivity && sens_ho.samples == final_ho.samples) {
+      hessians = sens_hessians;
+    } else {
+      t0 = Clock::now();
+      ONNXQ_ASSIGN_OR_RETURN(hessians, CollectHessians(prep.optimized, plan, calibration, final_ho));
+      timings.emplace_back("hessians", MsSince(t0));
+    }
   }
   // Per-layer bits: the base width, user overrides, then the allocation (if a budget is set).
   std::vector<int> bits(plan.weighted.size(), config.weight_bits);
@@ -822,9 +872,9 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
     if (!sens) {
       t0 = Clock::now();
       ONNXQ_ASSIGN_OR_RETURN(SensitivityResult sr,
-                             MeasureSensitivity(prep.optimized, plan, calibration, wo, rounding,
-                                                rounding == RoundingMethod::kGptq ? &hessians : nullptr,
-                                                GptqOptionsOf(config), SensitivityOptionsOf(config)));
+                             MeasureSensitivity(prep.optimized, plan, calibration, wo, SensitivityRounding(rounding),
+                                                rerounds ? &sens_hessians : nullptr,
+                                                RoundingOptionsOf(config), SensitivityOptionsOf(config)));
       sens = std::make_shared<SensitivityResult>(std::move(sr));
       timings.emplace_back("sensitivity", MsSince(t0));
     }
@@ -836,11 +886,22 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
     timings.emplace_back("allocate_bits", MsSince(t0));
   }
   t0 = Clock::now();
-  ONNXQ_RETURN_IF_ERROR(QuantizeWeightsMixed(prep.optimized, plan, bits, wo,
-                                             rounding == RoundingMethod::kGptq ? &hessians : nullptr,
-                                             GptqOptionsOf(config), &pool));
+  std::vector<double> rounding_loss;
+  if (asymmetric) {
+    ONNXQ_ASSIGN_OR_RETURN(std::vector<LayerHessian> seq,
+                           QuantizeWeightsSequential(prep.optimized, plan, bits, wo, calibration,
+                                                     HessianOptionsOf(config), RoundingOptionsOf(config), &pool));
+    for (size_t i = 0; i < plan.weighted.size(); ++i)
+      rounding_loss.push_back(RoundingLoss(prep.optimized, plan.weighted[i], seq[i], config.rounding_target_damp));
+  } else {
+    ONNXQ_RETURN_IF_ERROR(QuantizeWeightsMixed(prep.optimized, plan, bits, wo, rerounds ? &hessians : nullptr,
+                                               RoundingOptionsOf(config), &pool));
+    if (rerounds)
+      for (size_t i = 0; i < plan.weighted.size(); ++i)
+        rounding_loss.push_back(RoundingLoss(prep.optimized, plan.weighted[i], hessians[i], config.gptq_damp));
+  }
   ONNXQ_RETURN_IF_ERROR(QuantizeBiases(prep.optimized, plan));
-  timings.emplace_back(rounding == RoundingMethod::kGptq ? "quantize_weights_gptq" : "quantize_weights",
+  timings.emplace_back(rerounds ? std::string("quantize_weights_") + RoundingName(rounding) : "quantize_weights",
                        MsSince(t0));
   const int min_bits = bits.empty() ? 8 : *std::min_element(bits.begin(), bits.end());
 
@@ -979,6 +1040,11 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
     j.Field("bits", bits[static_cast<size_t>(&w - plan.weighted.data())]);
     j.Field("axis", w.qweight.axis);
     j.Field("sqnr_db", w.qweight.sqnr_db);
+    {
+      // Relative output error of the layer on its rounding objective (GPTQ/AdaRound only).
+      const size_t wi = static_cast<size_t>(&w - plan.weighted.data());
+      if (wi < rounding_loss.size() && rounding_loss[wi] >= 0) j.Field("rounding_loss", rounding_loss[wi]);
+    }
     j.Key("scale").BeginArray();
     for (float s : w.qweight.scales()) j.Number(s);
     j.EndArray();

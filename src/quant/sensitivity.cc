@@ -48,6 +48,7 @@ std::string SensitivityResult::ToJson() const {
   JsonWriter j;
   j.BeginObject();
   j.Field("metric", metric).Field("rounding", rounding).Field("weight_scale", weight_scale);
+  if (!weight_grid.empty()) j.Field("weight_grid", weight_grid);
   j.Field("samples", samples).Field("seconds", seconds);
   j.Key("layers").BeginArray();
   for (const auto& l : layers) {
@@ -110,15 +111,18 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
                                                CalibrationSource& calibration, const WeightOptions& base,
                                                RoundingMethod rounding,
                                                const std::vector<LayerHessian>* hessians,
-                                               const GptqOptions& gptq, const SensitivityOptions& options) {
+                                               const RoundingOptions& rounding_options,
+                                               const SensitivityOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   const Graph& g = model.graph;
   if (options.bits.empty()) return InvalidArgument("sensitivity: no candidate bit widths");
   std::set<int> bitset(options.bits.begin(), options.bits.end());
   for (int b : bitset)
     if (b < 2 || b > 8) return InvalidArgument("sensitivity: bit width ", b, " is not in 2..8");
-  if (rounding == RoundingMethod::kGptq && hessians == nullptr)
-    return InvalidArgument("sensitivity with GPTQ rounding needs the Hessians");
+  if (rounding != RoundingMethod::kNearest && hessians == nullptr)
+    return InvalidArgument("sensitivity with ", RoundingName(rounding), " rounding needs the Hessians");
+  RoundingOptions ro = rounding_options;
+  ro.method = rounding;
   auto ins = g.RuntimeInputs();
   if (ins.size() != 1) return Unsupported("sensitivity needs a model with exactly one runtime input");
   if (g.outputs().empty()) return InvalidArgument("the model has no output");
@@ -167,6 +171,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
   res.metric = metric;
   res.rounding = RoundingName(rounding);
   res.weight_scale = base.method == WeightScaleMethod::kMse ? "mse" : "minmax";
+  res.weight_grid = ro.full_grid ? "full" : "narrow";
   res.samples = n;
   const std::vector<LayerCost> costs = LayerCosts(model, plan);
   const std::vector<int> bits(bitset.begin(), bitset.end());
@@ -212,7 +217,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
       ls.op = g.node(w.node).op_type;
       ls.weight = g.value(w.weight).name();
       ls.cost = costs[li];
-      // All bit widths of this layer quantized in parallel (GPTQ dominates for big layers).
+      // All bit widths of this layer quantized in parallel (the rounding dominates for big layers).
       std::vector<QdqPlan> subs(bits.size());
       std::vector<Status> errs(bits.size());
       std::vector<LayerHessian> one;
@@ -224,7 +229,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
           sub.weighted[0].has_qbias = false;
           errs[static_cast<size_t>(bi)] = QuantizeWeightsMixed(
               model, sub, {bits[static_cast<size_t>(bi)]}, base,
-              rounding == RoundingMethod::kGptq ? &one : nullptr, gptq, nullptr);
+              rounding != RoundingMethod::kNearest ? &one : nullptr, ro, nullptr);
         }
       });
       std::map<std::string, Tensor> sfeeds;

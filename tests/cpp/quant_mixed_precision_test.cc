@@ -86,6 +86,35 @@ TEST(QuantMixedPrecision, KnapsackFractionalCostsStayFeasible) {
   for (int j : *all8) EXPECT_EQ(j, 6);
 }
 
+TEST(QuantMixedPrecision, KnapsackBudgetEqualToTheCheapestChoice) {
+  // Integer costs above the resolution: rounding costs down overspends, rounding them up cannot fit;
+  // the answer is the cheapest option everywhere (e.g. "average <= 4" with candidates 4 and 8).
+  std::mt19937 rng(4);
+  std::vector<std::vector<KnapsackOption>> items(53);
+  double cheapest = 0;
+  for (auto& it : items) {
+    const double params = 100 + rng() % 5000;
+    it.push_back({params * 4, 0.5 + rng() % 10});
+    it.push_back({params * 8, 0.01});
+    cheapest += params * 4;
+  }
+  auto r = SolveMultipleChoiceKnapsack(items, cheapest, 2000);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (int j : *r) EXPECT_EQ(j, 0);
+  // A little more budget: still fits, and now some items can take the better option.
+  auto r2 = SolveMultipleChoiceKnapsack(items, cheapest * 1.05, 2000);
+  ASSERT_TRUE(r2.ok());
+  double c = 0;
+  int upgraded = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    c += items[i][static_cast<size_t>((*r2)[i])].cost;
+    upgraded += (*r2)[i];
+  }
+  EXPECT_LE(c, cheapest * 1.05);
+  EXPECT_GT(upgraded, 0);
+  EXPECT_FALSE(SolveMultipleChoiceKnapsack(items, cheapest * 0.999, 2000).ok());
+}
+
 std::vector<float> RandomMatrix(std::mt19937& rng, int64_t r, int64_t c) {
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> m(static_cast<size_t>(r * c));

@@ -1,7 +1,8 @@
 """Mixed-precision weights on a small model built with onnx.helper: per-layer bits in the export
 (int8 containers with the range restricted, true bits in metadata, packed size in the report),
 ONNX Runtime runs the export and matches onnxq's executor, sensitivity and allocation (budget
-respected, allocation = what quantize used), GPTQ against nearest rounding, and the CLI."""
+respected, allocation = what quantize used), GPTQ and AdaRound against nearest rounding, the full
+sub-8-bit weight grid in ONNX Runtime, and the CLI."""
 
 import json
 import subprocess
@@ -76,7 +77,8 @@ def test_layer_bits_export_runs_in_ort(tmp_path):
         q = _init(m, w + "_quantized")
         assert q.dtype == np.int8
         lim = 2 ** (b - 1) - 1
-        assert q.min() >= -lim and q.max() <= lim
+        # Default weight grid: full below 8 bits ([-8, 7] at 4 bits), narrow at 8 ([-127, 127]).
+        assert q.min() >= -lim - (b < 8) and q.max() <= lim
         assert q.max() == lim or q.min() == -lim  # max-abs scale: the range is used
     rep = r.report
     assert [w["bits"] for w in rep["weights"]] == [8, 4, 3, 2]
@@ -167,6 +169,74 @@ def test_gptq_beats_nearest(tmp_path):
     assert errs["gptq"] < 0.8 * errs["nearest"], errs
 
 
+def test_full_grid_uses_the_extra_level_and_runs_in_ort(tmp_path):
+    fpath = _model(tmp_path / "f.onnx")
+    calib = _samples(16, 1)
+    bits = {"conv1": 8, "conv2": 4, "dw": 3, "fc": 2}
+    x = np.stack(_samples(8, 50))
+    ranges = {}
+    for grid in ["full", "narrow"]:
+        r = onnxq.quantize(str(fpath), calib, {"layer_weight_bits": bits, "threads": 1, "calibrator": "minmax",
+                                               "weight_scale": "mse", "weight_grid": grid})
+        qpath = tmp_path / f"{grid}.onnx"
+        onnxq.save(r.model, str(qpath))
+        m = onnx.load(str(qpath))
+        onnx.checker.check_model(m, full_check=True)
+        ranges[grid] = {w: (int(_init(m, w + "_quantized").min()), int(_init(m, w + "_quantized").max()))
+                        for w in ["w1", "w2", "wd", "wf"]}
+        # ONNX Runtime and onnxq's fake-quant simulation compute the same model.
+        q_ort = _ort(qpath, x)
+        sim = onnxq.Session(onnxq.load(str(qpath)), threads=1, integer=False)
+        q_sim = next(iter(sim.run({"x": x}).values()))
+        np.testing.assert_allclose(q_ort, q_sim, atol=0.02 * np.abs(q_ort).max())
+    for w, b in [("w2", 4), ("wd", 3), ("wf", 2)]:
+        lo, hi = ranges["full"][w]
+        assert -(2 ** (b - 1)) <= lo and hi <= 2 ** (b - 1) - 1
+        nlo, nhi = ranges["narrow"][w]
+        assert -(2 ** (b - 1) - 1) <= nlo and nhi <= 2 ** (b - 1) - 1
+    # The extra negative level is used somewhere below 8 bits; 8 bits stays narrow in both.
+    assert any(ranges["full"][w][0] == -(2 ** (b - 1)) for w, b in [("w2", 4), ("wd", 3), ("wf", 2)])
+    assert ranges["full"]["w1"][0] >= -127 and ranges["full"]["w1"] == ranges["narrow"]["w1"]
+
+
+@pytest.mark.parametrize("objective", ["float", "asymmetric"])
+def test_adaround_beats_nearest(tmp_path, objective):
+    fpath = _model(tmp_path / "f.onnx")
+    calib = _samples(32, 3)
+    x = np.stack(_samples(32, 3))
+    ref = _ort(fpath, x)
+    errs = {}
+    for rounding in ["nearest", "adaround"]:
+        r = onnxq.quantize(str(fpath), calib, {"weight_bits": 3, "rounding": rounding, "threads": 1,
+                                               "calibrator": "minmax", "bias_correction": "off",
+                                               "rounding_samples": 32, "adaround_iters": 300,
+                                               "rounding_objective": objective})
+        q = tmp_path / f"{rounding}.onnx"
+        onnxq.save(r.model, str(q))
+        errs[rounding] = float(((_ort(q, x) - ref) ** 2).mean())
+        assert r.report["mixed_precision"]["rounding"] == rounding
+        if rounding == "adaround":
+            # Every re-rounded layer reports its relative output error on the rounding objective.
+            losses = [w.get("rounding_loss") for w in r.report["weights"]]
+            assert all(v is None or 0 <= v < 1 for v in losses) and any(v is not None for v in losses)
+    assert errs["adaround"] < 0.8 * errs["nearest"], errs
+
+
+def test_adaround_is_deterministic_across_thread_counts(tmp_path):
+    fpath = _model(tmp_path / "f.onnx")
+    calib = _samples(16, 6)
+    inits = []
+    for threads in [1, 2]:
+        r = onnxq.quantize(str(fpath), calib, {"weight_bits_avg": 4.0, "rounding": "adaround", "threads": threads,
+                                               "calibrator": "minmax", "weight_scale": "mse",
+                                               "sensitivity_samples": 4, "rounding_samples": 12,
+                                               "adaround_iters": 200})
+        q = tmp_path / f"t{threads}.onnx"
+        onnxq.save(r.model, str(q))
+        inits.append({t.name: t.raw_data for t in onnx.load(str(q)).graph.initializer})
+    assert inits[0] == inits[1]
+
+
 def test_cli_sensitivity_and_budget(tmp_path, onnxq_cli):
     fpath = _model(tmp_path / "f.onnx")
     d = tmp_path / "calib"
@@ -181,7 +251,8 @@ def test_cli_sensitivity_and_budget(tmp_path, onnxq_cli):
     q = tmp_path / "q.onnx"
     rep = tmp_path / "r.json"
     out = subprocess.run([str(onnxq_cli), "quantize", str(fpath), "-o", str(q), "--calib", str(d),
-                          "--weight-bits-avg", "5", "--candidate-bits", "3,8", "--rounding", "gptq",
+                          "--weight-bits-avg", "5", "--candidate-bits", "3,8", "--rounding", "adaround",
+                          "--adaround-iters", "50", "--weight-grid", "full",
                           "--report", str(rep), "--threads", "1"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     r = json.loads(rep.read_text())

@@ -52,13 +52,23 @@ struct QuantizeConfig {
   // Per-layer weight bits (node name, or "#<weight name>" for unnamed nodes -> 2..8), overriding
   // weight_bits; a budget's allocation overrides both.
   std::map<std::string, int> layer_weight_bits;
-  // Weight rounding: nearest | gptq (rounding.h). GPTQ uses the first rounding_samples
-  // calibration samples for its Hessians.
+  // Weight rounding: nearest | gptq | adaround (rounding.h), on Gram matrices of the layer inputs
+  // from the first rounding_samples calibration samples (for the sensitivity: at most the
+  // samples before its own last sensitivity_samples).
   std::string rounding = "nearest";
-  int64_t rounding_samples = 64;
+  int64_t rounding_samples = 100;
+  // Objective of gptq/adaround: "asymmetric" (||Q X_q - W X||^2 with X_q the inputs of the model
+  // quantized so far, layers in topological order) or "float" (||(Q - W) X||^2 on float inputs).
+  std::string rounding_objective = "float";
   double gptq_damp = 0.01;
+  double rounding_target_damp = 0.1;  // ridge of the asymmetric target (x mean diag H)
   bool gptq_act_order = true;
-  bool gptq_quantized_inputs = false;  // Hessians from fake-quantized layer inputs
+  bool gptq_quantized_inputs = false;  // "float" objective: Hessians from fake-quantized layer inputs
+  int64_t adaround_iters = 1000;
+  double adaround_lambda = 1.0;
+  double adaround_lr = 0.01;
+  // Sub-8-bit weight grid: "narrow" ([-7, 7] at 4 bits) or "full" ([-8, 7]); 8 bits stay narrow.
+  std::string weight_grid = "full";
   // Mixed precision: at most one budget (0 = unset). weight_memory <= 1 is a fraction of the
   // float32 weight bytes, > 1 bytes (packed weights + one float32 scale per channel).
   double weight_bits_avg = 0;
@@ -67,7 +77,7 @@ struct QuantizeConfig {
   // Sensitivity for the allocation: measured on the last sensitivity_samples calibration
   // samples for each candidate bit width, unless `sensitivity` is given (e.g. cached).
   std::vector<int> candidate_bits = {2, 3, 4, 5, 6, 7, 8};
-  int64_t sensitivity_samples = 32;
+  int64_t sensitivity_samples = 64;
   std::string sensitivity_metric = "auto";
   std::shared_ptr<const SensitivityResult> sensitivity;
   std::vector<std::string> exclude;   // node names or op types

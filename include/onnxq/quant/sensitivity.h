@@ -23,7 +23,7 @@ struct QuantizeConfig;
 
 struct SensitivityOptions {
   std::vector<int> bits = {2, 3, 4, 5, 6, 7, 8};
-  int64_t samples = 32;         // the last calibration samples (GPTQ fits the first ones)
+  int64_t samples = 64;         // the last calibration samples (the rounding fits the first ones)
   std::string metric = "auto";  // kl | mse | auto (kl when the first output is [N, classes])
   int threads = 0;
 };
@@ -40,6 +40,7 @@ struct SensitivityResult {
   std::string metric;
   std::string rounding;
   std::string weight_scale;
+  std::string weight_grid;  // full | narrow (below 8 bits)
   int64_t samples = 0;
   double seconds = 0;
   std::vector<LayerSensitivity> layers;
@@ -52,12 +53,15 @@ std::string LayerKey(const Graph& g, const WeightedNode& w);
 // Parameters, output channels and MACs per sample of every weighted node.
 std::vector<LayerCost> LayerCosts(const Model& model, const QdqPlan& plan);
 
-// On the optimized model and its plan (weights not yet quantized).
+// On the optimized model and its plan (weights not yet quantized). `rounding` (with
+// rounding_options for its settings and the weight grid) re-rounds each layer on `hessians`
+// (float-model inputs: the layer is measured alone in an otherwise float model).
 StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan& plan,
                                                CalibrationSource& calibration, const WeightOptions& base,
                                                RoundingMethod rounding,
                                                const std::vector<LayerHessian>* hessians,
-                                               const GptqOptions& gptq, const SensitivityOptions& options);
+                                               const RoundingOptions& rounding_options,
+                                               const SensitivityOptions& options);
 
 // Chooses per-layer bits (returned in plan.weighted order) minimising the summed damage under
 // `budget`, among the bit widths the sensitivity measured (and in allowed_bits, unless empty).
