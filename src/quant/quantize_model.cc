@@ -868,6 +868,21 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   }
   std::shared_ptr<const SensitivityResult> sens = config.sensitivity;
   std::string budget_text;
+  if (config.has_budget() && sens) {
+    // A given (cached) sensitivity is used as is; say so when it was measured with other settings
+    // than this run quantizes with (files from before weight_grid existed used the narrow grid).
+    const std::string want_rounding = RoundingName(SensitivityRounding(rounding));
+    const std::string want_grid = config.weight_grid;
+    const std::string have_grid = sens->weight_grid.empty() ? "narrow" : sens->weight_grid;
+    std::string diff;
+    if (sens->rounding != want_rounding) diff += " rounding " + sens->rounding + " (now " + want_rounding + ")";
+    if (sens->weight_scale != config.weight_scale)
+      diff += " weight_scale " + sens->weight_scale + " (now " + config.weight_scale + ")";
+    if (have_grid != want_grid) diff += " weight_grid " + have_grid + " (now " + want_grid + ")";
+    if (!diff.empty())
+      plan.notes.push_back("the given sensitivity was measured with other settings:" + diff +
+                           "; the bit allocation may not be the best for this run");
+  }
   if (config.has_budget()) {
     if (!sens) {
       t0 = Clock::now();

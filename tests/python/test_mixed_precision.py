@@ -133,6 +133,13 @@ def test_sensitivity_and_budget(tmp_path):
     assert len(set(alloc.values())) > 1
     with pytest.raises(onnxq.OnnxqError, match="one budget"):
         onnxq.allocate_bits(str(fpath), sens, dict(cfg, weight_bits_avg=4, bops=1e6))
+    # A cached sensitivity measured with other settings is used, and the report says so.
+    same = onnxq.quantize(str(fpath), calib, dict(cfg, weight_bits_avg=4.0, sensitivity=sens, calibrator="minmax"))
+    assert not any("given sensitivity" in n for n in same.report["notes"]), same.report["notes"]
+    other = onnxq.quantize(str(fpath), calib, dict(cfg, weight_bits_avg=4.0, sensitivity=sens, calibrator="minmax",
+                                                   weight_scale="mse", weight_grid="narrow"))
+    (note,) = [n for n in other.report["notes"] if "given sensitivity" in n]
+    assert "weight_scale minmax (now mse)" in note and "weight_grid full (now narrow)" in note, note
 
 
 def test_pareto_front(tmp_path):
