@@ -15,6 +15,7 @@
 #include "onnxq/quant/evaluate.h"
 #include "onnxq/quant/quantize_model.h"
 #include "python/common.h"
+#include "python/numpy_tensor.h"
 
 namespace onnxq::python {
 namespace {
@@ -37,7 +38,7 @@ void AddSamples(const Model& m, const py::handle& item, std::vector<Tensor>& out
   py::object keep;
   if (py::isinstance<py::dict>(item)) {
     py::dict d = py::reinterpret_borrow<py::dict>(item);
-    if (d.size() != 1) throw py::value_error("calibration dicts must map the one model input to an array");
+    if (d.size() != 1) throw py::value_error("calibration dicts of a one-input model must hold one array");
     keep = py::reinterpret_borrow<py::object>(d.begin()->second);
     h = keep;
   }
@@ -52,6 +53,55 @@ void AddSamples(const Model& m, const py::handle& item, std::vector<Tensor>& out
       out.push_back(Unwrap(Tensor::FromBytes(DataType::kFloat, d, t.raw() + i * each, each)));
   } else {
     out.push_back(std::move(t));
+  }
+}
+
+// Models with several inputs: every sample is a dict {input name: array}, each array converted to
+// its input's declared type (float32 inputs accept any float array) and split along a leading
+// batch dim when it has one (the input's declared rank).
+void AddMapSamples(const Model& m, const py::handle& item, std::vector<std::map<std::string, Tensor>>& out) {
+  const Graph& g = m.graph;
+  const auto ins = g.RuntimeInputs();
+  if (!py::isinstance<py::dict>(item)) {
+    std::string names;
+    for (ValueId v : ins) names += (names.empty() ? "'" : ", '") + g.value(v).name() + "'";
+    throw py::value_error("the model has " + std::to_string(ins.size()) + " inputs (" + names +
+                          "): each calibration sample must be a dict {input name: array}");
+  }
+  std::map<std::string, std::vector<Tensor>> split;
+  int64_t count = -1;
+  for (auto kv : py::reinterpret_borrow<py::dict>(item)) {
+    const std::string name = py::str(kv.first);
+    const ValueId v = g.FindValue(name);
+    if (v == kNoValue || std::find(ins.begin(), ins.end(), v) == ins.end())
+      throw py::value_error("calibration dict key '" + name + "' is not an input of the model");
+    const Value& val = g.value(v);
+    Tensor t = val.dtype == DataType::kFloat ? FloatArray(kv.second)
+                                             : ArrayToTensor(kv.second, "calibration input '" + name + "'");
+    if (val.dtype != DataType::kUndefined && t.dtype() != val.dtype)
+      Check(InvalidArgument("calibration input '", name, "' is ", DataTypeName(t.dtype()), ", the model expects ",
+                            DataTypeName(val.dtype)));
+    std::vector<Tensor>& parts = split[name];
+    const size_t rank = val.shape ? val.shape->rank() : 0;
+    if (rank > 0 && t.rank() == rank) {
+      const int64_t n = t.dims()[0];
+      std::vector<int64_t> d(t.dims().begin() + 1, t.dims().end());
+      const size_t each = t.nbytes() / static_cast<size_t>(std::max<int64_t>(n, 1));
+      for (int64_t i = 0; i < n; ++i)
+        parts.push_back(Unwrap(Tensor::FromBytes(t.dtype(), d, t.raw() + i * each, each)));
+    } else {
+      parts.push_back(std::move(t));
+    }
+    const int64_t got = static_cast<int64_t>(parts.size());
+    if (count >= 0 && got != count)
+      Check(InvalidArgument("calibration dict arrays hold different numbers of samples (", count, " vs ",
+                            got, " for '", name, "')"));
+    count = got;
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    std::map<std::string, Tensor> sample;
+    for (auto& [name, parts] : split) sample.emplace(name, std::move(parts[static_cast<size_t>(i)]));
+    out.push_back(std::move(sample));
   }
 }
 
@@ -201,6 +251,15 @@ std::unique_ptr<Inputs> ReadInputs(const py::object& model_arg, const py::object
   if (py::isinstance<py::str>(data)) {
     in->dataset = Unwrap(calib::Dataset::Open(data.cast<std::string>(), in->dopt));
     in->source = quant::DatasetSource(*in->dataset, in->pool.get());
+  } else if (model->graph.RuntimeInputs().size() > 1) {
+    std::vector<std::map<std::string, Tensor>> samples;
+    if (py::isinstance<py::dict>(data)) {
+      AddMapSamples(*model, data, samples);
+    } else {
+      for (auto item : data) AddMapSamples(*model, item, samples);
+    }
+    if (samples.empty()) Check(InvalidArgument("the calibration data is empty"));
+    in->source = quant::TensorMapSource(std::move(samples));
   } else {
     std::vector<Tensor> samples;
     if (py::isinstance<py::array>(data)) {

@@ -231,10 +231,9 @@ StatusOr<std::vector<LayerHessian>> CollectHessians(const Model& model, const Qd
     target[plan.weighted[i].input].push_back(i);
   }
   if (target.empty()) return out;
-  auto ins = g.RuntimeInputs();
-  if (ins.size() != 1) return Unsupported("GPTQ calibrates models with exactly one runtime input");
-  const std::string input = g.value(ins[0]).name();
-  const ValueId in_id = ins[0];
+  const auto ins = g.RuntimeInputs();
+  std::vector<std::string> inputs;
+  for (ValueId v : ins) inputs.push_back(g.value(v).name());
   ThreadPool pool(options.threads);
   auto observe = [&](ValueId v, const Tensor& t0) -> Status {
     Tensor qt;
@@ -285,7 +284,7 @@ StatusOr<std::vector<LayerHessian>> CollectHessians(const Model& model, const Qd
   ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(model, so));
   RunOptions ro;
   for (const auto& [v, l] : target)
-    if (v != in_id) ro.hooked_values.push_back(v);
+    if (std::find(ins.begin(), ins.end(), v) == ins.end()) ro.hooked_values.push_back(v);
   ro.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
     if (target.count(v)) return observe(v, t);
     return Status::Ok();
@@ -295,10 +294,9 @@ StatusOr<std::vector<LayerHessian>> CollectHessians(const Model& model, const Qd
   const int64_t bs = std::max<int64_t>(options.batch_size, 1);
   for (int64_t b = 0; b < n; b += bs) {
     const int64_t m = std::min(bs, n - b);
-    ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(b, m));
-    if (target.count(in_id)) ONNXQ_RETURN_IF_ERROR(observe(in_id, batch));
-    std::map<std::string, Tensor> feeds;
-    feeds.emplace(input, std::move(batch));
+    ONNXQ_ASSIGN_OR_RETURN(auto feeds, calibration.Feeds(b, m, inputs));
+    for (ValueId v : ins)  // graph inputs are seen in the feeds, not through the hook
+      if (target.count(v)) ONNXQ_RETURN_IF_ERROR(observe(v, feeds.at(g.value(v).name())));
     ONNXQ_RETURN_IF_ERROR(session->Run(feeds, ro).status());
   }
   // rankUpdate filled the column-major lower triangle, i.e. a[c * k + r] for r >= c; mirror it.
@@ -856,7 +854,9 @@ StatusOr<std::vector<LayerHessian>> QuantizeWeightsSequential(
   std::vector<LayerHessian> out(plan.weighted.size());
   if (plan.weighted.empty()) return out;
   auto ins = g.RuntimeInputs();
-  if (ins.size() != 1) return Unsupported("rounding calibrates models with exactly one runtime input");
+  if (ins.size() != 1)
+    return Unsupported("the asymmetric rounding objective needs a model with one runtime input; this one has ",
+                       ins.size(), " (use the float objective)");
   const ValueId in_id = ins[0];
   const std::vector<NodeId>& order = g.order();
   std::map<NodeId, size_t> pos;

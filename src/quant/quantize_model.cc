@@ -45,30 +45,41 @@ class DatasetCalibrationSource : public CalibrationSource {
   ThreadPool* pool_;
 };
 
+// Samples begin.. of `samples` stacked on a new batch dim; every one must match the first's
+// shape and type and be finite. `what` names the input in errors ("" for a single one).
+StatusOr<Tensor> StackSamples(const std::vector<const Tensor*>& samples, int64_t begin,
+                              const std::string& what) {
+  const Tensor& t0 = *samples.front();
+  const std::string in = what.empty() ? "" : " input '" + what + "'";
+  std::vector<int64_t> dims = t0.dims();
+  dims.insert(dims.begin(), static_cast<int64_t>(samples.size()));
+  ONNXQ_ASSIGN_OR_RETURN(Tensor out, Tensor::Create(t0.dtype(), dims));
+  std::byte* dst = out.mutable_raw();
+  for (size_t k = 0; k < samples.size(); ++k) {
+    const Tensor& t = *samples[k];
+    const int64_t idx = begin + static_cast<int64_t>(k);
+    if (t.dims() != t0.dims() || t.dtype() != t0.dtype())
+      return InvalidArgument("calibration sample ", idx, in, " has shape ", DimsToString(t.dims()), " ",
+                             DataTypeName(t.dtype()), " but sample ", begin, " has ",
+                             DimsToString(t0.dims()), " ", DataTypeName(t0.dtype()));
+    int64_t bad;
+    if (t.HasNonFinite(&bad))
+      return InvalidArgument("calibration sample ", idx, in, " has a non-finite value at index ", bad);
+    std::memcpy(dst, t.raw(), t.nbytes());
+    dst += t.nbytes();
+  }
+  return out;
+}
+
 class TensorCalibrationSource : public CalibrationSource {
  public:
   explicit TensorCalibrationSource(std::vector<Tensor> s) : s_(std::move(s)) {}
   int64_t size() const override { return static_cast<int64_t>(s_.size()); }
   StatusOr<Tensor> Batch(int64_t begin, int64_t n) override {
     if (n < 1 || begin < 0 || begin + n > size()) return OutOfRange("calibration batch out of range");
-    const Tensor& t0 = s_[static_cast<size_t>(begin)];
-    std::vector<int64_t> dims = t0.dims();
-    dims.insert(dims.begin(), n);
-    ONNXQ_ASSIGN_OR_RETURN(Tensor out, Tensor::Create(t0.dtype(), dims));
-    std::byte* dst = out.mutable_raw();
-    for (int64_t k = 0; k < n; ++k) {
-      const Tensor& t = s_[static_cast<size_t>(begin + k)];
-      if (t.dims() != t0.dims() || t.dtype() != t0.dtype())
-        return InvalidArgument("calibration sample ", begin + k, " has shape ", DimsToString(t.dims()),
-                               " ", DataTypeName(t.dtype()), " but sample ", begin, " has ",
-                               DimsToString(t0.dims()), " ", DataTypeName(t0.dtype()));
-      int64_t bad;
-      if (t.HasNonFinite(&bad))
-        return InvalidArgument("calibration sample ", begin + k, " has a non-finite value at index ", bad);
-      std::memcpy(dst, t.raw(), t.nbytes());
-      dst += t.nbytes();
-    }
-    return out;
+    std::vector<const Tensor*> part;
+    for (int64_t k = 0; k < n; ++k) part.push_back(&s_[static_cast<size_t>(begin + k)]);
+    return StackSamples(part, begin, "");
   }
   std::vector<std::pair<std::string, std::string>> Fingerprints() const override {
     std::vector<std::pair<std::string, std::string>> out;
@@ -81,13 +92,59 @@ class TensorCalibrationSource : public CalibrationSource {
   std::vector<Tensor> s_;
 };
 
-// The single runtime input the calibration batches feed.
-StatusOr<std::string> InputName(const Model& m) {
-  auto in = m.graph.RuntimeInputs();
-  if (in.size() != 1)
-    return Unsupported("quantization calibrates models with exactly one runtime input; this one has ",
-                       in.size());
-  return m.graph.value(in[0]).name();
+class TensorMapCalibrationSource : public CalibrationSource {
+ public:
+  explicit TensorMapCalibrationSource(std::vector<std::map<std::string, Tensor>> s) : s_(std::move(s)) {}
+  int64_t size() const override { return static_cast<int64_t>(s_.size()); }
+  StatusOr<Tensor> Batch(int64_t begin, int64_t n) override {
+    if (!s_.empty() && s_.front().size() == 1) {
+      ONNXQ_ASSIGN_OR_RETURN(auto f, Feeds(begin, n, {s_.front().begin()->first}));
+      return std::move(f.begin()->second);
+    }
+    return InvalidArgument("the calibration samples are maps of several inputs (no single tensor)");
+  }
+  StatusOr<std::map<std::string, Tensor>> Feeds(int64_t begin, int64_t n,
+                                                const std::vector<std::string>& inputs) override {
+    if (n < 1 || begin < 0 || begin + n > size()) return OutOfRange("calibration batch out of range");
+    std::map<std::string, Tensor> out;
+    for (const std::string& name : inputs) {
+      std::vector<const Tensor*> part;
+      for (int64_t k = 0; k < n; ++k) {
+        const auto& sample = s_[static_cast<size_t>(begin + k)];
+        auto it = sample.find(name);
+        if (it == sample.end())
+          return InvalidArgument("calibration sample ", begin + k, " has no array for the model input '",
+                                 name, "'");
+        part.push_back(&it->second);
+      }
+      ONNXQ_ASSIGN_OR_RETURN(Tensor t, StackSamples(part, begin, name));
+      out.emplace(name, std::move(t));
+    }
+    for (int64_t k = 0; k < n; ++k)
+      for (const auto& [name, t] : s_[static_cast<size_t>(begin + k)])
+        if (std::find(inputs.begin(), inputs.end(), name) == inputs.end())
+          return InvalidArgument("calibration sample ", begin + k, " has an array for '", name,
+                                 "', which is not an input of the model");
+    return out;
+  }
+  std::vector<std::pair<std::string, std::string>> Fingerprints() const override {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (size_t i = 0; i < s_.size(); ++i)
+      for (const auto& [name, t] : s_[i])
+        out.emplace_back("<sample " + std::to_string(i) + " " + name + ">", Sha256Hex(t.raw(), t.nbytes()));
+    return out;
+  }
+
+ private:
+  std::vector<std::map<std::string, Tensor>> s_;
+};
+
+// The runtime inputs the calibration feeds fill (at least one).
+StatusOr<std::vector<std::string>> InputNames(const Model& m) {
+  std::vector<std::string> names;
+  for (ValueId v : m.graph.RuntimeInputs()) names.push_back(m.graph.value(v).name());
+  if (names.empty()) return InvalidArgument("the model has no runtime input to calibrate with");
+  return names;
 }
 
 // Batch size for runs of `model`: `wanted`, unless the input's batch dim is a fixed number, which
@@ -275,6 +332,24 @@ std::unique_ptr<CalibrationSource> DatasetSource(const calib::Dataset& dataset, 
 std::unique_ptr<CalibrationSource> TensorSource(std::vector<Tensor> samples) {
   return std::make_unique<TensorCalibrationSource>(std::move(samples));
 }
+std::unique_ptr<CalibrationSource> TensorMapSource(std::vector<std::map<std::string, Tensor>> samples) {
+  return std::make_unique<TensorMapCalibrationSource>(std::move(samples));
+}
+
+StatusOr<std::map<std::string, Tensor>> CalibrationSource::Feeds(int64_t begin, int64_t n,
+                                                                 const std::vector<std::string>& inputs) {
+  if (inputs.size() != 1) {
+    std::string names;
+    for (const auto& i : inputs) names += (names.empty() ? "'" : ", '") + i + "'";
+    return InvalidArgument("the model has ", inputs.size(), " inputs (", names,
+                           ") but the calibration data has one tensor per sample: give one "
+                           "{input name: array} map per sample");
+  }
+  ONNXQ_ASSIGN_OR_RETURN(Tensor t, Batch(begin, n));
+  std::map<std::string, Tensor> out;
+  out.emplace(inputs[0], std::move(t));
+  return out;
+}
 
 StatusOr<Toggle> ParseToggle(const std::string& s, const std::string& what) {
   if (s == "auto") return Toggle::kAuto;
@@ -455,17 +530,16 @@ StatusOr<calib::CalibrationStats> CollectStatistics(const PreparedModel& prepare
                                                     int64_t count) {
   const QdqPlan& plan = prepared.plan;
   const Graph& g = prepared.optimized.graph;
-  ONNXQ_ASSIGN_OR_RETURN(std::string input, InputName(prepared.optimized));
+  ONNXQ_ASSIGN_OR_RETURN(const std::vector<std::string> inputs, InputNames(prepared.optimized));
   const int bins = NeedsHistogram(config) ? calib::HistogramObserver::kDefaultBins : 0;
   std::vector<calib::HistogramObserver> obs(plan.groups.size(), calib::HistogramObserver(bins));
   std::map<ValueId, size_t> observed;
   std::vector<ValueId> hooked;
-  ValueId input_id = g.FindValue(input);
-  size_t input_group = SIZE_MAX;
+  std::map<std::string, size_t> input_groups;  // graph inputs are observed from the feeds
   for (size_t gi = 0; gi < plan.groups.size(); ++gi)
     for (ValueId v : plan.groups[gi].observed) {
-      if (v == input_id) {
-        input_group = gi;
+      if (std::find(inputs.begin(), inputs.end(), g.value(v).name()) != inputs.end() && g.Producer(v) == nullptr) {
+        input_groups[g.value(v).name()] = gi;
         continue;
       }
       observed[v] = gi;
@@ -489,13 +563,11 @@ StatusOr<calib::CalibrationStats> CollectStatistics(const PreparedModel& prepare
   ONNXQ_ASSIGN_OR_RETURN(const int64_t bs, RunBatch(prepared.optimized, config.batch_size, end - begin));
   for (int64_t b = begin; b < end; b += bs) {
     int64_t n = std::min(bs, end - b);
-    ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(b, n));
-    if (input_group != SIZE_MAX) {
-      Status s = obs[input_group].Update(batch);
-      if (!s.ok()) return s.Prepend("observing the model input");
+    ONNXQ_ASSIGN_OR_RETURN(auto feeds, calibration.Feeds(b, n, inputs));
+    for (const auto& [name, gi] : input_groups) {
+      Status s = obs[gi].Update(feeds.at(name));
+      if (!s.ok()) return s.Prepend("observing the model input '" + name + "'");
     }
-    std::map<std::string, Tensor> feeds;
-    feeds.emplace(input, std::move(batch));
     auto r = session->Run(feeds, ro);
     if (!r.ok()) {
       Status s = r.status();
@@ -573,7 +645,7 @@ StatusOr<InputMeansResult> InputMeans(const Model& model, const QdqPlan& plan,
                                                       CalibrationSource& calibration,
                                                       const QuantizeConfig& config, int64_t n) {
   const Graph& g = model.graph;
-  ONNXQ_ASSIGN_OR_RETURN(std::string input, InputName(model));
+  ONNXQ_ASSIGN_OR_RETURN(const std::vector<std::string> inputs, InputNames(model));
   std::map<ValueId, std::vector<size_t>> target;
   for (size_t i = 0; i < plan.weighted.size(); ++i) target[plan.weighted[i].input].push_back(i);
   std::vector<ValueId> hooked;
@@ -596,7 +668,6 @@ StatusOr<InputMeansResult> InputMeans(const Model& model, const QdqPlan& plan,
     if (target.count(v)) return observe(v, t);
     return Status::Ok();
   };
-  const ValueId in_id = g.FindValue(input);
   n = std::min(n, calibration.size());
   if (RunBatch(model, 1, 1).ok() && *RunBatch(model, 1, 1) > 1) {
     const int64_t fixed = *RunBatch(model, 1, 1);
@@ -606,10 +677,11 @@ StatusOr<InputMeansResult> InputMeans(const Model& model, const QdqPlan& plan,
   ONNXQ_ASSIGN_OR_RETURN(const int64_t bs, RunBatch(model, config.batch_size, n));
   for (int64_t b = 0; b < n; b += bs) {
     int64_t m = std::min(bs, n - b);
-    ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(b, m));
-    if (target.count(in_id)) ONNXQ_RETURN_IF_ERROR(observe(in_id, batch));
-    std::map<std::string, Tensor> feeds;
-    feeds.emplace(input, std::move(batch));
+    ONNXQ_ASSIGN_OR_RETURN(auto feeds, calibration.Feeds(b, m, inputs));
+    for (const auto& [name, t] : feeds) {
+      const ValueId in_id = g.FindValue(name);
+      if (target.count(in_id)) ONNXQ_RETURN_IF_ERROR(observe(in_id, t));
+    }
     ONNXQ_ASSIGN_OR_RETURN(auto out, session->Run(feeds, ro));
     (void)out;
     if (config.progress && !config.progress("bias correction", b + m, n))
@@ -731,7 +803,7 @@ StatusOr<std::map<ValueId, double>> ActivationSqnr(const Model& model, const Qdq
   ONNXQ_ASSIGN_OR_RETURN(const int64_t fixed, RunBatch(model, 1, calibration.size()));
   const int64_t step = fixed;  // one sample at a time unless the model fixes its batch
   n = std::max(step, n / step * step);
-  ONNXQ_ASSIGN_OR_RETURN(std::string input, InputName(model));
+  ONNXQ_ASSIGN_OR_RETURN(const std::vector<std::string> inputs, InputNames(model));
   std::vector<ValueId> vals = SimulatedValues(plan);
   std::set<ValueId> vs(vals.begin(), vals.end());
   SessionOptions so;
@@ -742,12 +814,9 @@ StatusOr<std::map<ValueId, double>> ActivationSqnr(const Model& model, const Qdq
   std::map<ValueId, SqnrAcc> acc;
   const Graph& g = model.graph;
   for (int64_t b = 0; b < n; b += step) {  // one sample at a time keeps the float copies small
-    ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(b, step));
+    ONNXQ_ASSIGN_OR_RETURN(auto feeds, calibration.Feeds(b, step, inputs));
+    const std::map<std::string, Tensor> unquantized = feeds;
     std::map<ValueId, Tensor> ref;
-    std::map<std::string, Tensor> feeds;
-    feeds.emplace(input, batch);
-    ValueId in_id = g.FindValue(input);
-    if (vs.count(in_id)) ref[in_id] = batch;
     RunOptions fo;
     fo.hooked_values = vals;
     fo.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
@@ -756,11 +825,13 @@ StatusOr<std::map<ValueId, double>> ActivationSqnr(const Model& model, const Qdq
     };
     ONNXQ_RETURN_IF_ERROR(fs->Run(feeds, fo).status());
     ONNXQ_RETURN_IF_ERROR(FakeQuantizeFeeds(plan, g, feeds));
-    if (vs.count(in_id)) {
-      const Tensor& q = feeds.at(input);
+    for (const auto& [name, q] : feeds) {
+      const ValueId in_id = g.FindValue(name);
+      if (!vs.count(in_id) || q.dtype() != DataType::kFloat) continue;
+      const Tensor& x0 = unquantized.at(name);
       auto& a = acc[in_id];
       for (int64_t i = 0; i < q.numel(); ++i) {
-        double x = batch.data<float>()[i], y = q.data<float>()[i];
+        double x = x0.data<float>()[i], y = q.data<float>()[i];
         a.sig += x * x;
         a.err += (x - y) * (x - y);
       }

@@ -191,3 +191,70 @@ def test_integer_session_layouts_agree(tmp_path):
         nhwc.run({"x": x}, extra_outputs=inner)
     np.testing.assert_array_equal(nhwc.run({"x": x}, extra_outputs=[inner[0] + "_nhwc"])[inner[0] + "_nhwc"],
                                   got[inner[0]].transpose(0, 2, 3, 1))
+
+
+def _three_input_model(path):
+    # x (image) -> Conv -> Relu -> GlobalAveragePool -> Flatten; y (features) -> MatMul;
+    # ids (int64) -> Gather from an embedding table; the three are added.
+    rng = np.random.default_rng(3)
+    w = rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32)
+    wm = rng.normal(0, 0.3, (6, 4)).astype(np.float32)
+    emb = rng.normal(0, 0.5, (10, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["y", "wm"], ["m"], name="mm"),
+        helper.make_node("Gather", ["emb", "ids"], ["e"], name="lookup"),
+        helper.make_node("Add", ["f", "m"], ["a"], name="add1"),
+        helper.make_node("Add", ["a", "e"], ["out"], name="add2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "three",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6]),
+         helper.make_tensor_value_info("ids", TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(a, n) for a, n in [(w, "w"), (wm, "wm"), (emb, "emb")]])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def _three_feeds(n, seed):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.uniform(-1, 1, (n, 3, 8, 8)).astype(np.float32),
+            "y": rng.uniform(-2, 2, (n, 6)).astype(np.float32),
+            "ids": rng.integers(0, 10, n).astype(np.int64)}
+
+
+def test_models_with_several_inputs_calibrate_from_dicts(tmp_path):
+    fpath = _three_input_model(tmp_path / "f.onnx")
+    batched = _three_feeds(12, 1)
+    per_sample = [{k: v[i] for k, v in batched.items()} for i in range(12)]
+    r = onnxq.quantize(str(fpath), per_sample, {"threads": 1})
+    r2 = onnxq.quantize(str(fpath), [batched], {"threads": 1})  # one dict of batched arrays
+    assert r.report["activations"] == r2.report["activations"]
+    qpath = tmp_path / "q.onnx"
+    onnxq.save(r.model, str(qpath))
+    onnx.checker.check_model(onnx.load(str(qpath)), full_check=True)
+    observed = {a["tensor"] for a in r.report["activations"]}
+    assert {"x", "y"} <= observed and "ids" not in observed  # float inputs quantized, ids not
+    feeds = _three_feeds(5, 9)
+    ref = ort.InferenceSession(str(fpath), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    q = ort.InferenceSession(str(qpath), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    sqnr = 10 * np.log10((ref ** 2).sum() / ((ref - q) ** 2).sum())
+    assert sqnr > 25, sqnr
+    sim = onnxq.Session(str(qpath), threads=1, integer=False).run(feeds)["out"]
+    np.testing.assert_allclose(sim, q, atol=0.05 * np.abs(ref).max())
+    # Bad data names the problem.
+    with pytest.raises(ValueError, match="3 inputs .* must be a dict"):
+        onnxq.quantize(str(fpath), [batched["x"]], {"threads": 1})
+    with pytest.raises(ValueError, match="no array for the model input 'ids'"):
+        onnxq.quantize(str(fpath), [{"x": batched["x"], "y": batched["y"]}], {"threads": 1})
+    with pytest.raises(ValueError, match="'z' is not an input"):
+        onnxq.quantize(str(fpath), [dict(batched, z=batched["y"])], {"threads": 1})
+    with pytest.raises(ValueError, match="ids' is float64, the model expects int64"):
+        onnxq.quantize(str(fpath), [dict(batched, ids=batched["ids"].astype(np.float64))], {"threads": 1})

@@ -23,19 +23,28 @@
 
 namespace onnxq::quant {
 
-// Samples for calibration: a Dataset (image folder, .npy files) or tensors in memory (each one
-// sample, without the batch dim; all the same shape).
+// Samples for calibration: a Dataset (image folder, .npy files), tensors in memory (each one
+// sample, without the batch dim; all the same shape), or, for models with several inputs, one
+// tensor per input and sample.
 class CalibrationSource {
  public:
   virtual ~CalibrationSource() = default;
   virtual int64_t size() const = 0;
-  // Samples [begin, begin + n) stacked on a new leading batch dim.
+  // Samples [begin, begin + n) stacked on a new leading batch dim (one-tensor-per-sample sources).
   virtual StatusOr<Tensor> Batch(int64_t begin, int64_t n) = 0;
+  // The feeds of samples [begin, begin + n) for a model whose runtime inputs are `inputs`, each
+  // stacked on a new leading batch dim. The default serves a single-input model from Batch() and
+  // refuses several inputs, naming them.
+  virtual StatusOr<std::map<std::string, Tensor>> Feeds(int64_t begin, int64_t n,
+                                                        const std::vector<std::string>& inputs);
   // Identifies the data for the report: file names + content hashes where there are files.
   virtual std::vector<std::pair<std::string, std::string>> Fingerprints() const = 0;
 };
 std::unique_ptr<CalibrationSource> DatasetSource(const calib::Dataset& dataset, ThreadPool* pool);
 std::unique_ptr<CalibrationSource> TensorSource(std::vector<Tensor> samples);
+// One map {input name: tensor without the batch dim} per sample, for models with several inputs
+// (any element types, e.g. int64 token ids).
+std::unique_ptr<CalibrationSource> TensorMapSource(std::vector<std::map<std::string, Tensor>> samples);
 
 enum class Toggle { kAuto, kOn, kOff };
 StatusOr<Toggle> ParseToggle(const std::string& s, const std::string& what);  // auto|on|off
