@@ -12,8 +12,8 @@ The first entry of RULES that matches the whole command says how it is exercised
   the working folder is the repository (bench commands) or a scratch folder whose ../shared is the
   shared data (onnxq commands);
 - benchmarks run with ONNXQ_BENCH_SMOKE=1 (a minimal run that still prints its complete JSON): the
-  JSON must parse, have the documented keys and say "smoke": true; benchmarks of other owners that
-  do not honour the variable yet (SMOKE_PENDING) are skipped with a message saying so;
+  JSON must parse, have the documented keys and say "smoke": true (every benchmark must honour the
+  variable: one that does not fails here rather than running for minutes);
 - synopses (placeholders such as MODEL, [--opt N]) are instantiated with concrete values and run, or,
   for `onnxq` lines, checked by test_every_onnxq_line_names_a_real_command_and_options;
 - run by another test or script (test_docs.py, test_pip_install.py, scripts/test, ...), which is
@@ -55,9 +55,6 @@ LAUNCHER = re.compile(
 SMOKE_ENV = "ONNXQ_BENCH_SMOKE"
 # Benchmarks whose smoke JSON must say "smoke": true (bench/fuzz is checked by its own test).
 SMOKE_OWN = ("bench/mobilenetv2.py", "bench/quantize_mobilenetv2.py", "bench/calib_bench.py", "bench/kernels_bench.cc")
-# Benchmarks that are to honour ONNXQ_BENCH_SMOKE but may not yet: until their source mentions it,
-# their commands are skipped with a message saying so instead of running for minutes.
-SMOKE_PENDING = ("bench/int8_mobilenetv2.py", "bench/mixed_precision.py", "tests/python/test_quantize_dynamic.py")
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -450,10 +447,8 @@ def test_benchmark_runs_in_smoke_mode(page, cmd, rule, scratch, build_dir, onnxq
     if "W8A8" in words:
         words[words.index("W8A8")] = str(request.getfixturevalue("w8a8_model"))
     source = _smoke_source(words)
-    honours = source is not None and SMOKE_ENV in (REPO / source).read_text()
-    if source in SMOKE_PENDING and not honours:
-        pytest.skip(f"{source} does not honour {SMOKE_ENV}=1 yet (its owner adds it); `{cmd}` would run the "
-                    "full benchmark")
+    if source is not None and source.endswith(".py"):
+        assert SMOKE_ENV in (REPO / source).read_text(), f"{source} does not honour {SMOKE_ENV}=1"
     if "onnxq_kernels_bench" in words[0] and "--isa" in words:
         isa = words[words.index("--isa") + 1]
         if isa == "avx512" and "avx512f" not in _cpu_flags() or isa == "avx2" and "avx2" not in _cpu_flags():
@@ -470,7 +465,7 @@ def test_benchmark_runs_in_smoke_mode(page, cmd, rule, scratch, build_dir, onnxq
         keys = rule.kw["json_keys"] + (rule.kw.get("shared_keys", ()) if SHARED_MODEL.is_file() else ())
         for key in keys:
             assert key in obj, f"{page}: `{cmd}` printed no {key!r}:\n{run.stdout[:3000]}"
-        if source in SMOKE_OWN or (honours and "smoke" in obj):
+        if source in SMOKE_OWN or "smoke" in obj:
             assert obj.get("smoke") is True, f"{page}: `{cmd}` did not report \"smoke\": true"
     if "--profile" in words and "w8a8" in words[words.index("--profile") + 1]:
         assert "QuantizeLinear" in objs[0]["min_us_by_op"], objs[0]  # int8.md reads its time from here
@@ -560,9 +555,6 @@ def test_benchmark_synopses_name_real_options(build_dir):
         tool = words[1] if words[0].endswith("python") else words[0]
         tool = re.sub(r"^(?:build[\w-]*|BUILD)/bin/", "", tool)
         if not (tool.startswith(("bench/", "onnxq_")) and "--" in cmd) or tool == "bench/calib_bench.py":
-            continue
-        if any(tool.endswith(p) for p in SMOKE_PENDING) and "--help" not in (REPO / tool).read_text() \
-                and not (REPO / tool).read_text().count("argparse"):
             continue
         text = _tool_help(tool, build_dir)
         for opt in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", cmd):
