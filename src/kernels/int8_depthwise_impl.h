@@ -503,10 +503,17 @@ inline void AddTyped(const AddArgs& p) {
 }
 
 inline void AddImpl(const AddArgs& p) {
-  if (p.is_signed) {
-    AddTyped<int8_t>(p);
-  } else {
-    AddTyped<uint8_t>(p);
+  AddArgs q = p;
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const int64_t o = r * p.ld;
+    if (!p.a_scalar) q.a = static_cast<const uint8_t*>(p.a) + o;
+    if (!p.b_scalar) q.b = static_cast<const uint8_t*>(p.b) + o;
+    q.c = static_cast<uint8_t*>(p.c) + o;
+    if (p.is_signed) {
+      AddTyped<int8_t>(q);
+    } else {
+      AddTyped<uint8_t>(q);
+    }
   }
 }
 

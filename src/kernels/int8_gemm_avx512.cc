@@ -85,7 +85,58 @@ void TileAvx512(const Tile& t) {
 }
 
 void DepthwiseAvx512(const DepthwiseArgs& a) { DepthwiseImpl(a); }
-void AddAvx512(const AddArgs& a) { AddImpl(a); }
+// QLinearAdd of two full operands, 64 elements per step: widen, the two FMAs of AddTyped, clamp
+// to the type's range in float, cvtps2dq (round half to even, as AddTyped's magic-number
+// rounding of the clamped value), then saturating packs (exact: already clamped) and one
+// 64-byte store. All loads of a step precede its store, so c may be a or b (in place).
+template <bool SG>
+void AddRow(const uint8_t* a, const uint8_t* b, uint8_t* c, int64_t n, __m512 ra, __m512 rb,
+            __m512 k, __m512 lo, __m512 hi, __m512i perm) {
+  auto widen = [](const __m128i v) {
+    return _mm512_cvtepi32_ps(SG ? _mm512_cvtepi8_epi32(v) : _mm512_cvtepu8_epi32(v));
+  };
+  auto one = [&](__m128i av, __m128i bv) {
+    const __m512 r = _mm512_fmadd_ps(widen(av), ra, _mm512_fmadd_ps(widen(bv), rb, k));
+    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));
+  };
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    __m512i q[4];
+    for (int v = 0; v < 4; ++v)
+      q[v] = one(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + 16 * v)),
+                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i + 16 * v)));
+    const __m512i x = _mm512_packs_epi32(q[0], q[1]), y = _mm512_packs_epi32(q[2], q[3]);
+    const __m512i z = SG ? _mm512_packs_epi16(x, y) : _mm512_packus_epi16(x, y);
+    _mm512_storeu_si512(c + i, _mm512_permutexvar_epi32(perm, z));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = Mask(static_cast<int>(n - i < 16 ? n - i : 16));
+    const __m512i q = one(_mm_maskz_loadu_epi8(m, a + i), _mm_maskz_loadu_epi8(m, b + i));
+    _mm_mask_storeu_epi8(c + i, m, _mm512_cvtepi32_epi8(q));
+  }
+}
+
+void AddAvx512(const AddArgs& p) {
+  if (p.a_scalar || p.b_scalar) {
+    AddImpl(p);
+    return;
+  }
+  const __m512 ra = _mm512_set1_ps(p.ra), rb = _mm512_set1_ps(p.rb), k = _mm512_set1_ps(p.k);
+  const __m512 lo = _mm512_set1_ps(p.is_signed ? -128.f : 0.f);
+  const __m512 hi = _mm512_set1_ps(p.is_signed ? 127.f : 255.f);
+  const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const uint8_t* a = static_cast<const uint8_t*>(p.a);
+  const uint8_t* b = static_cast<const uint8_t*>(p.b);
+  uint8_t* c = static_cast<uint8_t*>(p.c);
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const int64_t o = r * p.ld;
+    if (p.is_signed) {
+      AddRow<true>(a + o, b + o, c + o, p.n, ra, rb, k, lo, hi, perm);
+    } else {
+      AddRow<false>(a + o, b + o, c + o, p.n, ra, rb, k, lo, hi, perm);
+    }
+  }
+}
 void RequantFloatAvx512(const float* acc, int64_t n, int32_t bias, const float* scale, int32_t yzp,
                       int32_t qmin, int32_t qmax, bool out_signed, void* y) {
   RequantFloatImpl(acc, n, bias, scale, yzp, qmin, qmax, out_signed, y);

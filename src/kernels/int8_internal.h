@@ -94,6 +94,9 @@ struct AddArgs {
   bool is_signed = false;
   void* c = nullptr;
   int64_t n = 0;
+  // rows runs of n elements, ld elements apart in a, b and c (a fused Add on a channel chunk);
+  // a broadcast operand does not move.
+  int64_t rows = 1, ld = 0;
 };
 using AddFn = void (*)(const AddArgs& a);
 
@@ -126,6 +129,8 @@ struct NhwcGemmArgs {
   // Float output instead (a float island's Conv after DequantizeLinear): yf[r][co] =
   // float(acc) * scale[co], no rounding or clamp; y, yzp, qmin, qmax unused.
   float* yf = nullptr;
+  // 1 if every |scale[c]| < 0.5 for c < co, 0 if not, -1 unknown (the kernel checks).
+  int8_t small_scales = -1;
 };
 using NhwcGemmFn = void (*)(const NhwcGemmArgs& a);
 
@@ -149,6 +154,13 @@ struct NhwcDwArgs {
   float* ring = nullptr;
   int64_t* ring_tag = nullptr;
   int64_t ring_rows = 0, ring_w = 0;
+  // Byte-quad form (AVX-512 VNNI, kw <= 4 and every w - wzp within int8; else null): wq
+  // [kh][cp / 16][16][4] holds per channel the kw taps of kernel row i as int8 (zero past kw), and
+  // qoff[c] = bias[c] - xzp_u8 * sum_taps(w - wzp), xzp_u8 the zero point in the uint8 domain
+  // (int8 inputs are XORed with 0x80). The ring then holds, per output column and channel, the
+  // kw input bytes a kernel row reads (padding = xzp_u8) as one dword: one vpdpbusd per kernel row.
+  const int8_t* wq = nullptr;
+  const int32_t* qoff = nullptr;
 };
 using NhwcDwFn = void (*)(const NhwcDwArgs& a);
 inline int64_t NhwcDwRingRows(int64_t kh, int64_t dh) { return (kh - 1) * dh + 1; }
@@ -174,6 +186,7 @@ struct Table {
   RequantFloatFn requant_float = nullptr;
   NhwcGemmFn nhwc_gemm = nullptr;
   NhwcDwFn nhwc_dw = nullptr;  // null: only the integer reference (large kernels)
+  bool nhwc_dw_quads = false;  // nhwc_dw takes the byte-quad form (NhwcDwArgs::wq) when given
   Quantize8Fn quantize8 = nullptr;  // null: the caller's portable loop
   MinMaxFn minmax = nullptr;        // null: the caller's portable loop
 };

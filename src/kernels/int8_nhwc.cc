@@ -108,6 +108,10 @@ struct Int8ConvNhwc::Impl {
   std::vector<float> dw_f;
   std::vector<int16_t> dw_i;
   int8::NhwcDwFn dw_fn = nullptr;
+  // Byte-quad form (int8_internal.h, NhwcDwArgs::wq): [kh][cp][4] and per channel sum of the
+  // taps; empty unless kw <= 4 and every w - wzp fits int8.
+  std::vector<int8_t> dw_q;
+  std::vector<int32_t> dw_qsum;
 };
 
 Int8ConvNhwc::Int8ConvNhwc(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -173,6 +177,22 @@ StatusOr<std::unique_ptr<Int8ConvNhwc>> Int8ConvNhwc::Create(const Conv2DShape& 
     // 255 * 255 in magnitude) stays below 2^24 (and they keep at most 32 row pointers).
     const bool exact = taps * 255 * 255 < (int64_t{1} << 24) && shape.kernel_h <= 32;
     impl->dw_fn = exact && impl->table.nhwc_dw ? impl->table.nhwc_dw : &NhwcDepthwiseReference;
+    bool fits = shape.kernel_w <= 4 && impl->dw_fn != &NhwcDepthwiseReference &&
+                impl->table.nhwc_dw_quads;
+    for (size_t i = 0; i < impl->dw_i.size() && fits; ++i)
+      fits = impl->dw_i[i] >= -128 && impl->dw_i[i] <= 127;
+    if (fits) {
+      const int64_t kw = shape.kernel_w;
+      impl->dw_q.assign(static_cast<size_t>(shape.kernel_h * impl->cp * 4), 0);
+      impl->dw_qsum.assign(static_cast<size_t>(impl->cp), 0);
+      for (int64_t i = 0; i < shape.kernel_h; ++i)
+        for (int64_t j = 0; j < kw; ++j)
+          for (int64_t c = 0; c < co; ++c) {
+            const int16_t v = impl->dw_i[(i * kw + j) * impl->cp + c];
+            impl->dw_q[static_cast<size_t>((i * impl->cp + c) * 4 + j)] = static_cast<int8_t>(v);
+            impl->dw_qsum[c] += v;
+          }
+    }
     return std::unique_ptr<Int8ConvNhwc>(new Int8ConvNhwc(std::move(impl)));
   }
 
@@ -259,7 +279,15 @@ void Split(ThreadPool* pool, int64_t n, int64_t grain, int64_t pieces_per_thread
 
 void Int8ConvNhwc::Run(const void* x, int32_t x_zp, const Int8OutputStage& out, void* y,
                        int64_t batch, int64_t in_h, int64_t in_w, ThreadPool* pool) const {
-  RunImpl(x, x_zp, out, y, nullptr, batch, in_h, in_w, pool);
+  RunImpl(x, x_zp, out, y, nullptr, nullptr, batch, in_h, in_w, pool);
+}
+
+bool Int8ConvNhwc::RunWithAdd(const void* x, int32_t x_zp, const Int8OutputStage& out,
+                              const Int8FusedAdd& add, void* y, int64_t batch, int64_t in_h,
+                              int64_t in_w, ThreadPool* pool) const {
+  if (impl_->algo == Impl::Algo::kDepthwise || add.other == nullptr) return false;
+  RunImpl(x, x_zp, out, y, nullptr, &add, batch, in_h, in_w, pool);
+  return true;
 }
 
 void Int8ConvNhwc::RunFloat(const void* x, int32_t x_zp, const int32_t* bias,
@@ -269,12 +297,12 @@ void Int8ConvNhwc::RunFloat(const void* x, int32_t x_zp, const int32_t* bias,
   Int8OutputStage out;
   out.bias = bias;
   out.scale = multiplier;
-  RunImpl(x, x_zp, out, y, y, batch, in_h, in_w, pool);
+  RunImpl(x, x_zp, out, y, y, nullptr, batch, in_h, in_w, pool);
 }
 
 void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& out, void* y,
-                           float* yf, int64_t batch, int64_t in_h, int64_t in_w,
-                           ThreadPool* pool) const {
+                           float* yf, const Int8FusedAdd* add, int64_t batch, int64_t in_h,
+                           int64_t in_w, ThreadPool* pool) const {
   const Impl& im = *impl_;
   Conv2DShape s = im.shape;
   s.in_h = in_h;
@@ -297,6 +325,12 @@ void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& o
     const int64_t ring_rows = int8::NhwcDwRingRows(s.kernel_h, s.dilation_h);
     const int64_t ring_w = int8::NhwcDwRingWidth(ow, s.stride_w, s.kernel_w, s.dilation_w);
     const bool vec = im.dw_fn != &NhwcDepthwiseReference;
+    std::vector<int32_t> qoff;
+    if (!im.dw_q.empty()) {
+      const int32_t zu = im.x_signed ? x_zp + 128 : x_zp;
+      qoff.assign(static_cast<size_t>(cp), 0);
+      for (int64_t c = 0; c < co; ++c) qoff[c] = WrapAdd(bias[c], -WrapMul(zu, im.dw_qsum[c]));
+    }
     for (int64_t b = 0; b < batch; ++b) {
       auto body = [&](int64_t begin, int64_t end) {
         // Per-thread scratch kept across calls (no allocation per run).
@@ -339,6 +373,10 @@ void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& o
         a.qmin = out.qmin;
         a.qmax = out.qmax;
         a.y = yb + b * out_pix * co;
+        if (!qoff.empty()) {
+          a.wq = im.dw_q.data();
+          a.qoff = qoff.data();
+        }
         im.dw_fn(a);
       };
       const int64_t row_work = ow * co * s.kernel_h * s.kernel_w;
@@ -353,12 +391,14 @@ void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& o
   const int64_t rows16 = im.blocks * 16;
   std::vector<int32_t> off(static_cast<size_t>(rows16), 0);
   std::vector<float> scale(static_cast<size_t>(rows16), 0.f);
+  bool small = true;
   for (int64_t m = 0; m < co; ++m) {
     int32_t v = out.bias ? out.bias[m] : 0;
     v = WrapAdd(v, -WrapMul(xzp_u8, im.rowsum[m]));
     v = WrapAdd(v, WrapMul(static_cast<int32_t>(im.k), WrapMul(xzp_u8, im.wzp[m])));
     off[m] = v;
     scale[m] = out.scale[m];
+    small = small && scale[m] < 0.5f && scale[m] > -0.5f;
   }
   int8::NhwcGemmArgs base;
   base.kq = im.kq;
@@ -374,6 +414,7 @@ void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& o
   base.qmax = out.qmax;
   base.ldy = co;
   base.yf = yf;
+  base.small_scales = small ? 1 : 0;  // also true of every channel chunk
   const uint8_t flip = im.x_signed ? 0x80 : 0;
   auto row_sums = [&](const uint8_t* rows, int64_t ld, int64_t n, std::vector<int32_t>& sums) {
     sums.resize(static_cast<size_t>(n));
@@ -381,6 +422,32 @@ void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& o
       int32_t acc = 0;
       for (int64_t kk = 0; kk < im.k; ++kk) acc += rows[r * ld + kk] ^ flip;
       sums[r] = acc;
+    }
+  };
+  // The fused Add on the rows [r0, r1) x channels [c0, c0 + n) of image b, just written (still
+  // in cache): the ISA's QLinearAdd loop, in place on y.
+  auto fused_add = [&](int64_t b, int64_t r0, int64_t r1, int64_t c0, int64_t n) {
+    const int64_t img = b * out_pix * co;
+    const uint8_t* other = static_cast<const uint8_t*>(add->other) + img;
+    uint8_t* yy = yb + img;
+    auto one = [&](int64_t off, int64_t len, int64_t rows) {
+      int8::AddArgs aa;
+      aa.rows = rows;
+      aa.ld = co;
+      aa.a = add->conv_is_a ? yy + off : other + off;
+      aa.b = add->conv_is_a ? other + off : yy + off;
+      aa.ra = add->ra;
+      aa.rb = add->rb;
+      aa.k = add->k;
+      aa.is_signed = out.out_signed;
+      aa.c = yy + off;
+      aa.n = len;
+      im.table.add(aa);
+    };
+    if (n == co) {
+      one(r0 * co, (r1 - r0) * co, 1);
+    } else {
+      one(r0 * co + c0, n, r1 - r0);
     }
   };
   // Row blocks: a multiple of every tile height (6 on AVX-512, 4 on AVX2 / reference).
@@ -434,6 +501,7 @@ void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& o
             at.y = yi + r0 * co + c0;
             if (yf != nullptr) at.yf = yf + b * out_pix * co + r0 * co + c0;
             im.table.nhwc_gemm(at);
+            if (add != nullptr) fused_add(b, r0, r1, c0, at.co);
           }
         }
       });
@@ -490,7 +558,7 @@ void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& o
             const int64_t row_end = std::min(r1, (oy + 1) * ow_l);
             uint8_t* const cbase = cols.data();
             for (; r < row_end; ++r) {
-              const int64_t ox = r % ow_l;
+              const int64_t ox = r - oy * ow_l;  // no division per pixel
               const int64_t iw0 = ox * sw_l - pl_l;
               uint8_t* d = cbase + (r - r0) * kp;
               if (ox >= ox_lo && ox < ox_hi) {
@@ -542,6 +610,7 @@ void Int8ConvNhwc::RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& o
           a.xsum = sums.data();
         }
         im.table.nhwc_gemm(a);
+        if (add != nullptr) fused_add(b, r0, r1, 0, co);
       }
     });
   }

@@ -108,6 +108,18 @@ void GapTyped(const T* x, int64_t planes, int64_t size, float x_scale, int32_t x
 
 }  // namespace
 
+Int8AddConstants Int8AddRatios(const Int8AddParams& p) {
+  Int8AddConstants r;
+  r.ra = p.a_scale / p.c_scale;
+  r.rb = p.b_scale / p.c_scale;
+  // MLAS writes ratio_a * za + ratio_b * zb, which the compiler ORT is built with contracts to
+  // fma(ratio_a, za, ratio_b * zb): checked against onnxruntime 1.32 on every (a, b) pair for
+  // scales where the contracted and uncontracted constants round differently.
+  r.k = static_cast<float>(p.c_zp) -
+        std::fma(r.ra, static_cast<float>(p.a_zp), r.rb * static_cast<float>(p.b_zp));
+  return r;
+}
+
 void Int8Add(const Int8AddParams& p, const void* a, bool a_scalar, const void* b, bool b_scalar,
              void* c, int64_t n, Isa isa) {
   int8::AddArgs args;
@@ -115,13 +127,10 @@ void Int8Add(const Int8AddParams& p, const void* a, bool a_scalar, const void* b
   args.b = b;
   args.a_scalar = a_scalar;
   args.b_scalar = b_scalar;
-  args.ra = p.a_scale / p.c_scale;
-  args.rb = p.b_scale / p.c_scale;
-  // MLAS writes ratio_a * za + ratio_b * zb, which the compiler ORT is built with contracts to
-  // fma(ratio_a, za, ratio_b * zb): checked against onnxruntime 1.32 on every (a, b) pair for
-  // scales where the contracted and uncontracted constants round differently.
-  args.k = static_cast<float>(p.c_zp) -
-           std::fma(args.ra, static_cast<float>(p.a_zp), args.rb * static_cast<float>(p.b_zp));
+  const Int8AddConstants r = Int8AddRatios(p);
+  args.ra = r.ra;
+  args.rb = r.rb;
+  args.k = r.k;
   // A broadcast operand joins the constant with a separate multiply and add (explicit intrinsics
   // in MLAS, no fma); done here, in a file compiled without FMA contraction.
   auto first = [&](const void* v) {

@@ -275,16 +275,27 @@ class IntConvKernel : public OpKernel {
   kernels::Conv2DShape packed_shape_;
 };
 
+float ScalarF(const TensorRef& t);
+int32_t ScalarZp(const RunContext& ctx, size_t i);
+Status CheckQParams(const InferContext& ctx, size_t si, size_t zi, DataType t, const Node& node,
+                    const char* what);
+
 // com.microsoft QLinearConv with channels_last = 1 (as ONNX Runtime's NHWC transformer emits it):
 // the QLinearConv inputs, X and Y channels-last ([N, H, W, C]), weights OIHW and constant. The
 // QDQ lowering emits it for chains of convolutions (qdq_lowering.cc); attribute
 // onnxq_nchw_input = 1 marks the first convolution of a chain, which reads an NCHW X.
+//
+// ai.onnxq QLinearConvAdd (fused_add): the same plus a QLinearAdd of its output fused into the
+// convolution's output stage (the QDQ lowering emits it when the convolution's output feeds only
+// the Add): inputs 0-8 as QLinearConv, 9 the Add's other operand (channels-last, the output's
+// shape and type), 10-15 A_scale, A_zp, B_scale, B_zp, C_scale, C_zp of the Add; attribute
+// conv_operand 0 if the convolution is the Add's A, 1 if B. Y is the Add's output.
 class NhwcConvKernel : public OpKernel {
  public:
   NhwcConvKernel(const Node& node, ConvAttrs attrs, bool nchw_input, kernels::Isa isa,
-                 std::vector<int64_t> clamp)
+                 std::vector<int64_t> clamp, bool fused_add = false, bool conv_is_a = true)
       : node_(node), attrs_(std::move(attrs)), nchw_input_(nchw_input), isa_(isa),
-        clamp_(std::move(clamp)) {}
+        clamp_(std::move(clamp)), fused_add_(fused_add), conv_is_a_(conv_is_a) {}
 
   Status Infer(InferContext& ctx) override {
     for (size_t i : {0, 1, 2, 3, 4, 5, 6, 7})
@@ -335,6 +346,16 @@ class NhwcConvKernel : public OpKernel {
                                           ctx.value(4)->data<float>(), ctx.value(4)->numel(),
                                           ctx.value(6)->data<float>()[0], m);
     ctx.out[0] = {out, {shape_.batch, shape_.out_h(), shape_.out_w(), m}, nullptr};
+    if (fused_add_) {
+      if (shape_.group != 1)
+        return Unsupported(node_.Describe(), ": a fused Add needs a group-1 convolution");
+      if (!ctx.has(9) || ctx.in[9]->dtype != out || ctx.in[9]->dims != ctx.out[0].dims)
+        return InvalidArgument(node_.Describe(), ": the Add operand (input 9) must be ",
+                               DataTypeName(out), " ", Dims(ctx.out[0].dims));
+      ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 10, 11, out, node_, "A"));
+      ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 12, 13, out, node_, "B"));
+      ONNXQ_RETURN_IF_ERROR(CheckQParams(ctx, 14, 15, out, node_, "C"));
+    }
     return Status::Ok();
   }
 
@@ -367,8 +388,28 @@ class NhwcConvKernel : public OpKernel {
       out.qmax = std::min<int32_t>(out.qmax, static_cast<int32_t>(clamp_[1]));
     }
     if (ctx.in.size() > 8 && ctx.in[8].present()) out.bias = ctx.in[8].ptr<int32_t>();
-    conv_->Run(x.data, ZpAt(ctx.in[2].dtype, ctx.in[2].data, 0), out, ctx.out[0].data, x.dims[0],
-               h, w, ctx.pool);
+    const int32_t xz = ZpAt(ctx.in[2].dtype, ctx.in[2].data, 0);
+    if (fused_add_) {
+      kernels::Int8AddParams p;
+      p.a_scale = ScalarF(ctx.in[10]);
+      p.a_zp = ScalarZp(ctx, 11);
+      p.b_scale = ScalarF(ctx.in[12]);
+      p.b_zp = ScalarZp(ctx, 13);
+      p.c_scale = ScalarF(ctx.in[14]);
+      p.c_zp = ScalarZp(ctx, 15);
+      p.is_signed = out.out_signed;
+      const kernels::Int8AddConstants r = kernels::Int8AddRatios(p);
+      kernels::Int8FusedAdd add;
+      add.other = ctx.in[9].data;
+      add.ra = r.ra;
+      add.rb = r.rb;
+      add.k = r.k;
+      add.conv_is_a = conv_is_a_;
+      if (!conv_->RunWithAdd(x.data, xz, out, add, ctx.out[0].data, x.dims[0], h, w, ctx.pool))
+        return Internal(node_.Describe(), ": fused Add on a depthwise convolution");
+      return Status::Ok();
+    }
+    conv_->Run(x.data, xz, out, ctx.out[0].data, x.dims[0], h, w, ctx.pool);
     return Status::Ok();
   }
 
@@ -378,6 +419,7 @@ class NhwcConvKernel : public OpKernel {
   bool nchw_input_;
   kernels::Isa isa_;
   std::vector<int64_t> clamp_;
+  bool fused_add_, conv_is_a_;
   kernels::Conv2DShape shape_;
   std::unique_ptr<kernels::Int8ConvNhwc> conv_;
   std::vector<float> scales_;
@@ -808,12 +850,15 @@ class QLinearAddKernel : public OpKernel {
 };
 
 // com.microsoft QLinearGlobalAveragePool: X, x_scale, x_zp, y_scale, y_zp (NCHW: channels_last 0).
+// channels_last 1 with onnxq_nchw_output 1 (the QDQ lowering's chains): NHWC X, Y as NCHW
+// [N, C, 1, ...], which holds the same bytes as the NHWC [N, 1, ..., C].
 class QLinearGlobalAveragePoolKernel : public OpKernel {
  public:
   explicit QLinearGlobalAveragePoolKernel(const Node& node) : node_(node) {}
 
   Status Infer(InferContext& ctx) override {
     ONNXQ_ASSIGN_OR_RETURN(int64_t cl, node_.attrs.GetInt("channels_last", 0));
+    ONNXQ_ASSIGN_OR_RETURN(int64_t nchw_out, node_.attrs.GetInt("onnxq_nchw_output", 0));
     channels_last_ = cl != 0;
     if (!ctx.has(0)) return InvalidArgument(node_.Describe(), ": needs X");
     const DataType t = ctx.in[0]->dtype;
@@ -824,10 +869,14 @@ class QLinearGlobalAveragePoolKernel : public OpKernel {
     if (x.size() < 3) return InvalidArgument(node_.Describe(), ": X must have rank >= 3");
     std::vector<int64_t> out = {x[0], x[1]};
     out.resize(x.size(), 1);
-    if (channels_last_) {  // [N, spatial..., C] -> [N, 1..., C]
+    if (channels_last_ && nchw_out == 0) {  // [N, spatial..., C] -> [N, 1..., C]
       out.assign(x.size(), 1);
       out.front() = x.front();
       out.back() = x.back();
+    } else if (channels_last_) {  // the same bytes as NCHW [N, C, 1...] (onnxq_nchw_output 1)
+      out.assign(x.size(), 1);
+      out[0] = x.front();
+      out[1] = x.back();
     }
     ctx.out[0] = {t, out, nullptr};
     return Status::Ok();
@@ -1147,6 +1196,23 @@ void RegisterContribIntegerOps(std::vector<DomainOpRegistration>& r) {
                 },
                 "8-bit output only; transA 0, alpha 1; constant B (per-tensor or per-column "
                 "scale / zero point); int32 C per column"}});
+  r.push_back({"ai.onnxq",
+               {"QLinearConvAdd", 1, 1,
+                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
+                  const Attributes& at = info.node->attrs;
+                  ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
+                  ONNXQ_ASSIGN_OR_RETURN(auto clamp, at.GetInts("onnxq_clamp", {}));
+                  if (!clamp.empty() && (clamp.size() != 2 || clamp[0] > clamp[1]))
+                    return InvalidArgument(info.node->Describe(), ": onnxq_clamp must be [qmin, qmax]");
+                  ONNXQ_ASSIGN_OR_RETURN(int64_t nchw_in, at.GetInt("onnxq_nchw_input", 0));
+                  ONNXQ_ASSIGN_OR_RETURN(int64_t operand, at.GetInt("conv_operand", 0));
+                  if (operand != 0 && operand != 1)
+                    return InvalidArgument(info.node->Describe(), ": conv_operand must be 0 or 1");
+                  return MakeKernel<NhwcConvKernel>(*info.node, std::move(attrs), nchw_in != 0,
+                                                    info.isa, std::move(clamp), true, operand == 0);
+                },
+                "channels-last QLinearConv (group 1) with a QLinearAdd fused into its output "
+                "stage: QLinearConv inputs, the Add's other operand, A/B/C scales and zero points"}});
   r.push_back({"ai.onnxq",
                {"Int8ConvFloat", 1, 1,
                 [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {

@@ -125,7 +125,8 @@ int32_t ZpOf(const Graph& g, ValueId v) {
 
 class Lowering {
  public:
-  Lowering(Model& m, bool channels_last) : m_(m), g_(m.graph), channels_last_(channels_last) {}
+  Lowering(Model& m, bool channels_last, bool fuse_add)
+      : m_(m), g_(m.graph), channels_last_(channels_last), fuse_add_(fuse_add) {}
 
   StatusOr<QdqLoweringStats> Run() {
     const std::vector<NodeId> order = g_.order();
@@ -546,6 +547,10 @@ class Lowering {
         }
       } else if (ms && n.Is("QLinearAdd", "com.microsoft") && n.num_inputs() >= 8 && twin.count(n.input(0)) &&
                  twin.count(n.input(3))) {
+        if (fuse_add_) {
+          ONNXQ_ASSIGN_OR_RETURN(bool fused, FuseAdd(id, twin, pending, new_twin));
+          if (fused) continue;
+        }
         std::vector<ValueId> in = n.inputs();
         in[0] = twin.at(in[0]);
         in[3] = twin.at(in[3]);
@@ -553,10 +558,13 @@ class Lowering {
         continue;
       } else if (ms && n.Is("QLinearGlobalAveragePool", "com.microsoft") && twin.count(n.input(0)) &&
                  !n.attrs.Has("channels_last")) {
-        std::vector<ValueId> in = n.inputs();
-        in[0] = twin.at(in[0]);
-        ONNXQ_RETURN_IF_ERROR(rewrite(id, "QLinearGlobalAveragePool", std::move(in),
-                                      {Attribute::Int("channels_last", 1)}));
+        // Reads the chain's NHWC value; the pooled [N, 1, 1, C] bytes are the NCHW [N, C, 1, 1]
+        // bytes, so it writes its own NCHW value (onnxq_nchw_output) and no Transpose follows it
+        // (a channels-last consumer after it starts a new chain from that NCHW value).
+        g_.SetNodeInput(id, 0, twin.at(n.input(0)));
+        g_.node(id).attrs.Set(Attribute::Int("channels_last", 1));
+        g_.node(id).attrs.Set(Attribute::Int("onnxq_nchw_output", 1));
+        ++stats_.channels_last;
         continue;
       }
       for (ValueId v : g_.node(id).inputs())
@@ -566,6 +574,50 @@ class Lowering {
     // What no one reads in NCHW any more.
     for (ValueId v : pending) ONNXQ_RETURN_IF_ERROR(g_.RemoveValue(v));
     return Status::Ok();
+  }
+
+  // The residual Add of a channels-last chain folded into the convolution that computes one of
+  // its operands, when that convolution (group 1) feeds nothing else: ai.onnxq QLinearConvAdd
+  // (ops_integer.cc) writes the Add's output. Same arithmetic as the two nodes (the convolution
+  // requantized to 8 bits, then QLinearAdd), without the round trip of its output through memory.
+  template <typename NewTwin>
+  StatusOr<bool> FuseAdd(NodeId add_id, std::map<ValueId, ValueId>& twin, std::set<ValueId>& pending,
+                         NewTwin&& new_twin) {
+    const Node& add = g_.node(add_id);
+    if (add.input(0) == add.input(3) || !SameShape(add.input(0), add.input(3))) return false;
+    for (int operand = 0; operand < 2; ++operand) {
+      const ValueId v = add.input(operand == 0 ? 0 : 3);
+      const ValueId other = add.input(operand == 0 ? 3 : 0);
+      const ValueId tv = twin.at(v);
+      if (!pending.count(v) || g_.IsGraphOutput(v) || g_.value(v).uses().size() != 1 ||
+          !g_.value(tv).uses().empty())
+        continue;
+      const Node* conv = g_.Producer(tv);
+      if (conv == nullptr || !conv->Is("QLinearConv", "com.microsoft") || conv->num_inputs() < 8)
+        continue;
+      auto group = conv->attrs.GetInt("group", 1);
+      if (!group.ok() || *group != 1) continue;
+      std::vector<ValueId> in = conv->inputs();
+      in.resize(9, kNoValue);
+      in.push_back(twin.at(other));
+      for (size_t i : {1, 2, 4, 5, 6, 7}) in.push_back(add.input(i));
+      Attributes attrs = conv->attrs;
+      attrs.Set(Attribute::Int("conv_operand", operand));
+      const std::string name = conv->name;
+      const NodeId conv_id = conv->id();
+      const ValueId y = add.output(0);
+      const ValueId yt = new_twin(y);
+      g_.RemoveNode(add_id);
+      g_.RemoveNode(conv_id);
+      ONNXQ_RETURN_IF_ERROR(g_.RemoveValue(tv));
+      twin.erase(v);
+      ONNXQ_ASSIGN_OR_RETURN(NodeId nn, g_.AddNode("QLinearConvAdd", in, {yt}, name, "ai.onnxq"));
+      g_.node(nn).attrs = std::move(attrs);
+      pending.insert(y);
+      ++stats_.fused_add;
+      return true;
+    }
+    return false;
   }
 
   void RemoveDeadDq() {
@@ -637,7 +689,7 @@ class Lowering {
 
   Model& m_;
   Graph& g_;
-  bool channels_last_;
+  bool channels_last_, fuse_add_;
   QdqLoweringStats stats_;
 };
 
@@ -649,8 +701,8 @@ bool HasQdqNodes(const Graph& g) {
   return false;
 }
 
-StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model, bool channels_last) {
-  Lowering l(model, channels_last);
+StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model, bool channels_last, bool fuse_add) {
+  Lowering l(model, channels_last, fuse_add);
   return l.Run();
 }
 

@@ -27,6 +27,9 @@ struct QdqLoweringStats {
   int64_t float_out_conv = 0;  // DQ + DQ(w) [+ DQ(b)] -> 1x1 Conv with a float output => ai.onnxq Int8ConvFloat
   int64_t channels_last = 0;
   int64_t layout_transposes = 0;
+  // Channels-last QLinearAdds folded into the convolution computing one operand (ai.onnxq
+  // QLinearConvAdd); still counted in `add`.
+  int64_t fused_add = 0;
   int64_t groups() const { return conv + matmul + gemm + add + pool + passthrough; }
 };
 
@@ -46,7 +49,11 @@ bool HasQdqNodes(const Graph& g);
 // transposed back under its own name. The NHWC values inside a chain are new values named
 // "<name>_nhwc" ([N, H, W, C]); the NCHW value of that name no longer exists unless it leaves the
 // chain. channels_last = false keeps everything NCHW (every quantized value under its own name).
-StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model, bool channels_last = true);
+// Inside a chain, a QLinearAdd one of whose operands comes from a group-1 convolution that feeds
+// nothing else is fused into it (fuse_add; ai.onnxq QLinearConvAdd): that operand's value then no
+// longer exists either.
+StatusOr<QdqLoweringStats> LowerQdqToInteger(Model& model, bool channels_last = true,
+                                             bool fuse_add = true);
 
 // Ops outside the default ONNX domain: com.microsoft QLinearAdd, QLinearGlobalAveragePool,
 // QLinearAveragePool, QGemm (as ONNX Runtime defines them) and ai.onnxq Int8MaxPool (MaxPool on

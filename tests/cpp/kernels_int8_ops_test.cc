@@ -2,10 +2,13 @@
 // against onnxruntime 1.32, see docs/int8.md), and every ISA variant of Add against the others.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <vector>
 
+#include "kernels/int8_internal.h"
 #include "onnxq/kernels/cpu.h"
 #include "onnxq/kernels/int8_ops.h"
 
@@ -51,26 +54,94 @@ TEST(Int8Ops, AddHandComputed) {
   }
 }
 
+// Every ISA's Add equals the portable one: all 65 536 (a, b) pairs, uint8 and int8, for scale
+// sets that round many values near .5 and saturate both ends; lengths around the 64-element steps
+// of the AVX-512 loop; in place (c == a, c == b) as the fused residual Add runs it.
 TEST(Int8Ops, AddVariantsAgree) {
-  std::mt19937 rng(5);
-  const int64_t n = 1000;
-  std::vector<uint8_t> a(n), b(n);
-  for (auto& v : a) v = static_cast<uint8_t>(rng());
-  for (auto& v : b) v = static_cast<uint8_t>(rng());
-  Int8AddParams p;
-  p.a_scale = 0.0371f;
-  p.b_scale = 0.0213f;
-  p.c_scale = 0.0447f;
-  p.a_zp = 131;
-  p.b_zp = 97;
-  p.c_zp = 120;
-  std::vector<uint8_t> ref(n);
-  Int8Add(p, a.data(), false, b.data(), false, ref.data(), n, Isa::kReference);
-  for (Isa isa : SupportedIsas()) {
-    std::vector<uint8_t> c(n);
-    Int8Add(p, a.data(), false, b.data(), false, c.data(), n, isa);
-    EXPECT_EQ(c, ref) << IsaName(isa);
+  std::vector<uint8_t> a(65536), b(65536);
+  for (int i = 0; i < 65536; ++i) {
+    a[i] = static_cast<uint8_t>(i & 0xFF);
+    b[i] = static_cast<uint8_t>(i >> 8);
   }
+  struct Scales {
+    float sa, sb, sc;
+    int32_t za, zb, zc;
+  };
+  const Scales sets[] = {{0.0371f, 0.0213f, 0.0447f, 131, 97, 120},
+                         {0.05f, 0.04f, 0.06f, 128, 128, 128},
+                         {0.3f, 0.01f, 0.02f, 0, 255, 10}};
+  for (const bool sg : {false, true})
+    for (const Scales& sc : sets) {
+      Int8AddParams p;
+      p.a_scale = sc.sa;
+      p.b_scale = sc.sb;
+      p.c_scale = sc.sc;
+      p.a_zp = sg ? sc.za - 128 : sc.za;
+      p.b_zp = sg ? sc.zb - 128 : sc.zb;
+      p.c_zp = sg ? sc.zc - 128 : sc.zc;
+      p.is_signed = sg;
+      std::vector<uint8_t> ref(65536);
+      Int8Add(p, a.data(), false, b.data(), false, ref.data(), 65536, Isa::kReference);
+      int64_t lo = 0, hi = 0;
+      for (uint8_t v : ref) {
+        lo += sg ? v == 0x80 : v == 0;
+        hi += sg ? v == 0x7F : v == 0xFF;
+      }
+      EXPECT_GT(lo + hi, 0) << "no saturation exercised";
+      for (Isa isa : SupportedIsas()) {
+        std::vector<uint8_t> c(65536);
+        Int8Add(p, a.data(), false, b.data(), false, c.data(), 65536, isa);
+        EXPECT_EQ(c, ref) << IsaName(isa) << " signed " << sg;
+        for (const int64_t n : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{63}, int64_t{64},
+                                int64_t{65}, int64_t{200}}) {
+          std::vector<uint8_t> x(a.begin() + 1000, a.begin() + 1000 + n);
+          Int8Add(p, x.data(), false, b.data() + 1000, false, x.data(), n, isa);  // c == a
+          std::vector<uint8_t> y(b.begin() + 1000, b.begin() + 1000 + n);
+          Int8Add(p, a.data() + 1000, false, y.data(), false, y.data(), n, isa);  // c == b
+          for (int64_t i = 0; i < n; ++i) {
+            ASSERT_EQ(x[i], ref[1000 + i]) << IsaName(isa) << " n " << n << " at " << i;
+            ASSERT_EQ(y[i], ref[1000 + i]) << IsaName(isa) << " n " << n << " at " << i;
+          }
+        }
+      }
+    }
+}
+
+// The per-ISA QuantizeLinear loop (Table::quantize8, used by the QuantizeLinear op for per-tensor
+// 8-bit outputs) against QuantizeLinear's definition: saturate(round_half_even(x / scale) + zp),
+// NaN giving the lower bound; exact .5 ties, both saturations, lengths around the 64-value steps.
+TEST(Int8Ops, Quantize8LoopsMatchDefinition) {
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> d(-40.f, 40.f);
+  std::vector<float> x(1000);
+  for (auto& v : x) v = d(rng);
+  const float scale = 0.25f;
+  for (int i = 0; i < 40; ++i) x[i] = scale * (static_cast<float>(i) - 20.5f);  // exact ties
+  x[50] = std::numeric_limits<float>::quiet_NaN();
+  x[51] = std::numeric_limits<float>::infinity();
+  x[52] = -std::numeric_limits<float>::infinity();
+  int checked = 0;
+  for (Isa isa : SupportedIsas()) {
+    const int8::Table t = int8::TableForIsa(static_cast<int>(isa));
+    if (t.quantize8 == nullptr) continue;
+    for (const bool sg : {false, true}) {
+      const int32_t zp = sg ? -3 : 130;
+      for (const int64_t n : {int64_t{1}, int64_t{17}, int64_t{64}, int64_t{100}, int64_t{1000}}) {
+        std::vector<uint8_t> y(static_cast<size_t>(n), 0xCD);
+        t.quantize8(x.data(), n, scale, zp, sg, y.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const float lo = sg ? -128.f : 0.f, hi = sg ? 127.f : 255.f;
+          float want = std::nearbyint(x[i] / scale) + static_cast<float>(zp);
+          want = std::isnan(x[i]) ? lo : std::fmin(std::fmax(want, lo), hi);
+          const int got = sg ? static_cast<int>(static_cast<int8_t>(y[i])) : y[i];
+          ASSERT_EQ(got, static_cast<int>(want)) << IsaName(isa) << " n " << n << " i " << i
+                                                 << " x " << x[i];
+        }
+        ++checked;
+      }
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no ISA with a QuantizeLinear loop on this CPU";
 }
 
 TEST(Int8Ops, GlobalAveragePoolHandComputed) {

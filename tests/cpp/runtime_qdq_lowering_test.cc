@@ -338,5 +338,116 @@ TEST(QdqLowering, FloatOutputConvRunsOnIntegers) {
   }
 }
 
+// The residual Add of a channels-last chain fused into the 1x1 convolution computing one operand
+// (ai.onnxq QLinearConvAdd): input -> Q/DQ -> Conv 3x3 (4->16, NCHW input) -> Q/DQ "a" -> Conv
+// 1x1 (16->16) -> Q/DQ "b"; Add(DQ(a), DQ(b)) (or Add(DQ(b), DQ(a))) -> Q/DQ -> output. The
+// reference is the same model with "b_q" also a graph output, which keeps the Add unfused, and the
+// NCHW kernels (int8_channels_last = false): all agree bit for bit, on every ISA, with 1 and 2
+// threads (the 2-thread small plane also splits the 1x1 over channel chunks, where the fused Add
+// runs per row). A global pool ends the chain: it writes NCHW itself, no Transpose after it.
+Model ResidualModel(bool conv_first, bool b_is_output, int64_t hw) {
+  QdqGraph b;
+  Graph& g = b.g();
+  ValueId in = b.Value("input", DataType::kFloat, {1, 4, hw, hw});
+  g.AddInput(in);
+  auto [q0, d0] = b.Qdq(in, "x0", 0.02f, 128, {1, 4, hw, hw});
+  ValueId c1 = b.Value("c1", DataType::kFloat, {1, 16, hw, hw});
+  b.Conv(d0, b.Weights("conv1", {16, 4, 3, 3}, 0.02f, 11), c1, 3, 1);
+  auto [qa, da] = b.Qdq(c1, "a", 0.05f, 110, {1, 16, hw, hw});
+  ValueId c2 = b.Value("c2", DataType::kFloat, {1, 16, hw, hw});
+  b.Conv(da, b.Weights("pw", {16, 16, 1, 1}, 0.05f, 12), c2, 1, 1);
+  auto [qb, db] = b.Qdq(c2, "b", 0.04f, 130, {1, 16, hw, hw});
+  ValueId s = b.Value("s", DataType::kFloat, {1, 16, hw, hw});
+  if (conv_first) {
+    b.Node("Add", {db, da}, {s});
+  } else {
+    b.Node("Add", {da, db}, {s});
+  }
+  auto [qs, ds] = b.Qdq(s, "sum", 0.06f, 120, {1, 16, hw, hw});
+  g.AddOutput(ds);
+  // A global pool at the end of the chain: it writes NCHW itself (no Transpose after it).
+  ValueId gp = b.Value("gp", DataType::kFloat, {1, 16, 1, 1});
+  b.Node("GlobalAveragePool", {ds}, {gp});
+  auto [qg, dg] = b.Qdq(gp, "pool", 0.02f, 5, {1, 16, 1, 1});
+  g.AddOutput(dg);
+  (void)qg;
+  if (b_is_output) g.AddOutput(qb);
+  (void)q0;
+  (void)qa;
+  (void)qs;
+  EXPECT_TRUE(g.Verify().ok());
+  return b.m;
+}
+
+TEST(QdqLowering, ResidualAddFusedIntoConvolutionIsBitExact) {
+  for (const bool conv_first : {true, false})
+    for (const int64_t hw : {int64_t{9}, int64_t{20}}) {
+      const Model fused = ResidualModel(conv_first, false, hw);
+      const Model plain = ResidualModel(conv_first, true, hw);
+      for (kernels::Isa isa : kernels::SupportedIsas())
+        for (const int threads : {1, 2}) {
+          SessionOptions so;
+          so.isa = isa;
+          so.num_threads = threads;
+          auto sf = Session::Create(fused, so);
+          auto sp = Session::Create(plain, so);
+          ASSERT_TRUE(sf.ok()) << sf.status().ToString();
+          ASSERT_TRUE(sp.ok()) << sp.status().ToString();
+          const Graph& gf = (*sf)->model().graph;
+          EXPECT_EQ(CountOps(gf, "QLinearConvAdd", "ai.onnxq"), 1);
+          EXPECT_EQ(CountOps(gf, "QLinearAdd", "com.microsoft"), 0);
+          EXPECT_TRUE(gf.FindValue("b_q_nhwc") == kNoValue);
+          for (NodeId n : gf.order())
+            if (gf.node(n).Is("QLinearConvAdd", "ai.onnxq"))
+              EXPECT_EQ(gf.node(n).attrs.GetInt("conv_operand", -1).value(), conv_first ? 0 : 1);
+          // One Transpose: the sum back to NCHW for its graph output; none after the pool.
+          EXPECT_EQ(CountOps(gf, "Transpose"), 1);
+          for (NodeId n : gf.order())
+            if (gf.node(n).Is("QLinearGlobalAveragePool", "com.microsoft"))
+              EXPECT_EQ(gf.node(n).attrs.GetInt("onnxq_nchw_output", 0).value(), 1);
+          EXPECT_EQ(CountOps((*sp)->model().graph, "QLinearConvAdd", "ai.onnxq"), 0);
+          EXPECT_EQ(CountOps((*sp)->model().graph, "QLinearAdd", "com.microsoft"), 1);
+          std::mt19937 rng(7);
+          std::normal_distribution<float> dist(0.f, 1.5f);
+          Tensor x = Tensor::Float({1, 4, hw, hw});
+          for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data<float>()[i] = dist(rng);
+          auto got = (*sf)->Run({{"input", x}}, {});
+          auto want = (*sp)->Run({{"input", x}}, {});
+          ASSERT_TRUE(got.ok()) << got.status().ToString();
+          ASSERT_TRUE(want.ok()) << want.status().ToString();
+          // And the NCHW kernels (no chains, no fusion) give the same bytes.
+          SessionOptions nchw = so;
+          nchw.int8_channels_last = false;
+          auto sn = Session::Create(fused, nchw);
+          ASSERT_TRUE(sn.ok()) << sn.status().ToString();
+          auto base = (*sn)->Run({{"input", x}}, {});
+          ASSERT_TRUE(base.ok()) << base.status().ToString();
+          for (const char* name : {"sum_dq", "pool_dq"}) {
+            const Tensor& u = base->at(name);
+            const Tensor& v = got->at(name);
+            ASSERT_EQ(u.dims(), v.dims()) << name;
+            for (int64_t i = 0; i < u.numel(); ++i)
+              ASSERT_EQ(u.data<float>()[i], v.data<float>()[i]) << name << " " << i;
+          }
+          const Tensor& pa = got->at("pool_dq");
+          const Tensor& pr = want->at("pool_dq");
+          ASSERT_EQ(pa.dims(), pr.dims());
+          ASSERT_EQ(pa.dims(), (std::vector<int64_t>{1, 16, 1, 1}));
+          for (int64_t i = 0; i < pa.numel(); ++i)
+            ASSERT_EQ(pa.data<float>()[i], pr.data<float>()[i]) << "pool " << i;
+          const Tensor& a = got->at("sum_dq");
+          const Tensor& r = want->at("sum_dq");
+          ASSERT_EQ(a.dims(), r.dims());
+          int64_t distinct = 0;
+          for (int64_t i = 0; i < a.numel(); ++i) {
+            ASSERT_EQ(a.data<float>()[i], r.data<float>()[i])
+                << i << " " << kernels::IsaName(isa) << " threads " << threads << " hw " << hw;
+            distinct += r.data<float>()[i] != r.data<float>()[0];
+          }
+          EXPECT_GT(distinct, a.numel() / 2);
+        }
+    }
+}
+
 }  // namespace
 }  // namespace onnxq

@@ -23,6 +23,18 @@
 
 namespace onnxq::kernels {
 
+// A QLinearAdd fused into a (non-depthwise) convolution's output stage: the convolution's
+// requantized 8-bit output q (with its own scale, zero point and clamp, as Run writes it) is added
+// to `other` ([batch, out_h, out_w, out_channels], the output's 8-bit type) with QLinearAdd's
+// arithmetic (Int8AddRatios: the constants of the Add, A = the convolution if conv_is_a):
+// y = saturate(round_half_even(fma(A, ra, fma(B, rb, k)))), block by block while q is in cache.
+// Bit-identical to Run followed by Int8Add; it saves the Add's pass over memory and its launch.
+struct Int8FusedAdd {
+  const void* other = nullptr;
+  float ra = 1.f, rb = 1.f, k = 0.f;
+  bool conv_is_a = true;
+};
+
 class Int8ConvNhwc {
  public:
   // True if Create accepts this shape (group 1, or depthwise with an NHWC input).
@@ -41,6 +53,9 @@ class Int8ConvNhwc {
   // y: [batch, out_h, out_w, out_channels]. out.scale is required (8-bit output only).
   void Run(const void* x, int32_t x_zp, const Int8OutputStage& out, void* y, int64_t batch,
            int64_t in_h, int64_t in_w, ThreadPool* pool) const;
+  // Run with a fused QLinearAdd (see Int8FusedAdd); not for depthwise (returns false, y untouched).
+  bool RunWithAdd(const void* x, int32_t x_zp, const Int8OutputStage& out, const Int8FusedAdd& add,
+                  void* y, int64_t batch, int64_t in_h, int64_t in_w, ThreadPool* pool) const;
   // Float output (a float island's Conv after DequantizeLinear, run on the integers): y
   // [batch, out_h, out_w, out_channels] = float(accumulator + bias[c]) * multiplier[c], with
   // multiplier[c] = x_scale * w_scale[c]. Not for depthwise.
@@ -54,7 +69,8 @@ class Int8ConvNhwc {
  private:
   explicit Int8ConvNhwc(std::unique_ptr<Impl> impl);
   void RunImpl(const void* x, int32_t x_zp, const Int8OutputStage& out, void* y, float* yf,
-               int64_t batch, int64_t in_h, int64_t in_w, ThreadPool* pool) const;
+               const Int8FusedAdd* add, int64_t batch, int64_t in_h, int64_t in_w,
+               ThreadPool* pool) const;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -22,6 +22,13 @@ struct Int8AddParams {
   bool is_signed = false;  // int8 tensors (else uint8)
 };
 
+// The float constants of QLinearAdd as ONNX Runtime computes them: rA = sA / sC, rB = sB / sC,
+// K = float(zC) - fma(rA, zA, rB * zB); c = saturate(round_half_even(fma(a, rA, fma(b, rB, K)))).
+struct Int8AddConstants {
+  float ra = 1.f, rb = 1.f, k = 0.f;
+};
+Int8AddConstants Int8AddRatios(const Int8AddParams& p);
+
 // c[i] = QLinearAdd(a[a_scalar ? 0 : i], b[b_scalar ? 0 : i]) for i < n.
 void Int8Add(const Int8AddParams& p, const void* a, bool a_scalar, const void* b, bool b_scalar,
              void* c, int64_t n, Isa isa);
