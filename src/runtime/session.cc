@@ -109,6 +109,16 @@ struct Session::Impl {
                                             const std::vector<ValueId>& extra);
 };
 
+namespace {
+// Why a value of a QDQ model may be missing from a session that lowered it to integer kernels.
+std::string LoweredValueHint() {
+  return " as this session runs it: the integer lowering computes some values inside fused kernels "
+         "(e.g. a projection conv's output inside its residual Add) and names channels-last ones "
+         "NAME_nhwc; a session without integer lowering (SessionOptions::integer_qdq = false, Python "
+         "integer=False) computes every value";
+}
+}  // namespace
+
 Session::Session() : impl_(std::make_unique<Impl>()) {}
 Session::~Session() = default;
 
@@ -480,7 +490,9 @@ StatusOr<std::map<std::string, Tensor>> Session::Run(const std::map<std::string,
   std::vector<ValueId> extra;
   for (const auto& name : options.extra_outputs) {
     ValueId v = g.FindValue(name);
-    if (v == kNoValue) return NotFound("extra output '", name, "' is not a value of the model");
+    if (v == kNoValue)
+      return NotFound("extra output '", name, "' is not a value of the model",
+                      im.lowered > 0 ? LoweredValueHint() : std::string());
     extra.push_back(v);
   }
   ONNXQ_ASSIGN_OR_RETURN(Plan * plan, im.GetPlan(feeds, options, extra));
@@ -558,6 +570,7 @@ StatusOr<std::map<std::string, Tensor>> Session::Run(const std::map<std::string,
         result[name] = *plan->hooked_buffers[plan->hooked_index[v]].tensor;
         break;
       case Loc::kNone:
+        if (im.lowered > 0) return NotFound("value '", name, "' is not computed", LoweredValueHint());
         return Internal("value '", name, "' was not computed");
     }
     return Status::Ok();

@@ -191,6 +191,16 @@ def test_integer_session_layouts_agree(tmp_path):
         nhwc.run({"x": x}, extra_outputs=inner)
     np.testing.assert_array_equal(nhwc.run({"x": x}, extra_outputs=[inner[0] + "_nhwc"])[inner[0] + "_nhwc"],
                                   got[inner[0]].transpose(0, 2, 3, 1))
+    # conv2's output feeds only the residual Add: the channels-last chain computes it inside the
+    # fused conv + Add kernel, and the error says how to get it; NCHW and the fake-quant session
+    # compute it.
+    fused = [n.output[0] for n in onnx.load(str(qpath)).graph.node
+             if n.op_type == "QuantizeLinear" and n.output[0].startswith("c2")]
+    assert fused
+    with pytest.raises(FileNotFoundError, match="fused kernels .* integer=False"):
+        nhwc.run({"x": x}, extra_outputs=fused)
+    sim = onnxq.Session(str(qpath), threads=1, integer=False).run({"x": x}, extra_outputs=fused)
+    np.testing.assert_array_equal(nchw.run({"x": x}, extra_outputs=fused)[fused[0]], sim[fused[0]])
 
 
 def _three_input_model(path):
