@@ -1108,15 +1108,21 @@ class QGemmKernel : public OpKernel {
   std::unique_ptr<kernels::Int8Gemm> gemm_;
 };
 
+// The [qmin, qmax] clamp of a Relu / Clip the QDQ lowering folded into a node (empty: none).
+StatusOr<std::vector<int64_t>> FoldedClamp(const Node& node) {
+  ONNXQ_ASSIGN_OR_RETURN(auto clamp, node.attrs.GetInts("onnxq_clamp", {}));
+  if (!clamp.empty() && (clamp.size() != 2 || clamp[0] > clamp[1]))
+    return InvalidArgument(node.Describe(), ": onnxq_clamp must be [qmin, qmax]");
+  return clamp;
+}
+
 }  // namespace
 
 void RegisterIntegerOps(std::vector<OpRegistration>& r) {
   r.push_back({"QLinearConv", 10, 23,
                [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                  ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
-                 ONNXQ_ASSIGN_OR_RETURN(auto clamp, info.node->attrs.GetInts("onnxq_clamp", {}));
-                 if (!clamp.empty() && (clamp.size() != 2 || clamp[0] > clamp[1]))
-                   return InvalidArgument(info.node->Describe(), ": onnxq_clamp must be [qmin, qmax]");
+                 ONNXQ_ASSIGN_OR_RETURN(auto clamp, FoldedClamp(*info.node));
                  return MakeKernel<IntConvKernel>(*info.node, std::move(attrs), true, info.isa,
                                                   std::move(clamp));
                },
@@ -1157,9 +1163,7 @@ void RegisterContribIntegerOps(std::vector<DomainOpRegistration>& r) {
                 [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                   const Attributes& at = info.node->attrs;
                   ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
-                  ONNXQ_ASSIGN_OR_RETURN(auto clamp, at.GetInts("onnxq_clamp", {}));
-                  if (!clamp.empty() && (clamp.size() != 2 || clamp[0] > clamp[1]))
-                    return InvalidArgument(info.node->Describe(), ": onnxq_clamp must be [qmin, qmax]");
+                  ONNXQ_ASSIGN_OR_RETURN(auto clamp, FoldedClamp(*info.node));
                   ONNXQ_ASSIGN_OR_RETURN(int64_t cl, at.GetInt("channels_last", 0));
                   ONNXQ_ASSIGN_OR_RETURN(int64_t nchw_in, at.GetInt("onnxq_nchw_input", 0));
                   if (cl == 0)
@@ -1201,9 +1205,7 @@ void RegisterContribIntegerOps(std::vector<DomainOpRegistration>& r) {
                 [](const OpInfo& info) -> StatusOr<std::unique_ptr<OpKernel>> {
                   const Attributes& at = info.node->attrs;
                   ONNXQ_ASSIGN_OR_RETURN(auto attrs, ParseConvAttrs(*info.node));
-                  ONNXQ_ASSIGN_OR_RETURN(auto clamp, at.GetInts("onnxq_clamp", {}));
-                  if (!clamp.empty() && (clamp.size() != 2 || clamp[0] > clamp[1]))
-                    return InvalidArgument(info.node->Describe(), ": onnxq_clamp must be [qmin, qmax]");
+                  ONNXQ_ASSIGN_OR_RETURN(auto clamp, FoldedClamp(*info.node));
                   ONNXQ_ASSIGN_OR_RETURN(int64_t nchw_in, at.GetInt("onnxq_nchw_input", 0));
                   ONNXQ_ASSIGN_OR_RETURN(int64_t operand, at.GetInt("conv_operand", 0));
                   if (operand != 0 && operand != 1)
