@@ -286,11 +286,10 @@ const float* RingRow(const NhwcDwArgs& a, int64_t ih) {
   return row;
 }
 
-// Requantizes 16 exact float sums; a full mask stores with a plain (unmasked) store.
-inline void DwStore(uint8_t* y, __mmask16 m, __m512 acc, __m512i bias, __m512 scale, __m512 lo,
-                    __m512 hi, __m512i zp) {
-  const __m512i s = _mm512_add_epi32(_mm512_cvtps_epi32(acc), bias);
-  __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), scale);
+// Requantizes 16 int32 sums; a full mask stores with a plain (unmasked) store.
+inline void QuadStore(uint8_t* y, __mmask16 m, __m512i acc, __m512 scale, __m512 lo, __m512 hi,
+                      __m512i zp) {
+  __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale);
   f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
   const __m128i q = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zp));
   if (m == 0xFFFF) {
@@ -298,6 +297,12 @@ inline void DwStore(uint8_t* y, __mmask16 m, __m512 acc, __m512i bias, __m512 sc
   } else {
     _mm_mask_storeu_epi8(y, m, q);
   }
+}
+
+// The same for 16 exact float sums plus the bias.
+inline void DwStore(uint8_t* y, __mmask16 m, __m512 acc, __m512i bias, __m512 scale, __m512 lo,
+                    __m512 hi, __m512i zp) {
+  QuadStore(y, m, _mm512_add_epi32(_mm512_cvtps_epi32(acc), bias), scale, lo, hi, zp);
 }
 
 // ---- 3x3 depthwise with horizontal dilation 1 in int16 pairs (vpdpwssd).
@@ -483,18 +488,6 @@ const int32_t* RingRowQuads(const NhwcDwArgs& a, int64_t ih, int64_t ow0, int64_
     }
   }
   return row;
-}
-
-inline void QuadStore(uint8_t* y, __mmask16 m, __m512i acc, __m512 scale, __m512 lo, __m512 hi,
-                      __m512i zp) {
-  __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale);
-  f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-  const __m128i q = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(f), zp));
-  if (m == 0xFFFF) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), q);
-  } else {
-    _mm_mask_storeu_epi8(y, m, q);
-  }
 }
 
 // 4 x 16 channels of one pixel in one 64-byte store, as Store4 (same conditions: every
