@@ -14,12 +14,17 @@ CPU time (user + system of the child, from its rusage) is printed beside the wal
 load average before the run: on a shared machine the wall time measures the other processes too.
 
 Accuracy: for each configuration (calibrator x weight granularity x cross-layer equalization x
-bias correction) the model is quantized through the Python API on the first 100 images and
-evaluated on the other 400, both by onnxq's executor running the exported QDQ file with its Q/DQ
+bias correction; plus activation-channel equalization at the defaults) the model is quantized
+through the Python API on the first 100 images and evaluated on the other 400, both by onnxq's executor running the exported QDQ file with its Q/DQ
 nodes computed in float (`Session(..., integer=False)`: exactly onnxq's fake-quant simulation)
 and by ONNX Runtime running the same file (fused integer kernels). Float reference: ONNX Runtime on the float model. Columns:
 top-1, top-5, top-1 agreement with float, mean KL(float || quantized) of the softmax outputs, and
 the top-1 agreement between ONNX Runtime and onnxq's simulation.
+
+With --grid acceptance (or --ort-tool on), ONNX Runtime's own `quantize_static` (QDQ, per-channel
+int8 weights, uint8 activations; MinMax, Percentile 99.999 and Entropy calibration) quantizes the
+same model on the same 100 images and is evaluated on the same 400 ("onnxruntime_quantize_static"):
+the issue's reference recipe on this split (smoke: MinMax only).
 
 ONNXQ_BENCH_SMOKE=1 (what the docs test uses): a minimal run with the same JSON layout ("smoke":
 true): each timing row once on 4 calibration images (8 for the "400" row), the first two rows of the
@@ -81,7 +86,13 @@ def main():
                          "an hour on 2 busy cores); table: every CLE x bias-correction combination for "
                          "both granularities with the default calibrator, and each other calibrator at "
                          "the per-channel and per-tensor defaults (14 rows; auto = mse); acceptance: the defaults, "
-                         "per-tensor defaults and one row per calibrator")
+                         "per-tensor defaults and one row per calibrator; every grid adds the per-channel "
+                         "and per-tensor defaults with --act-equalization on")
+    ap.add_argument("--ort-tool", choices=["auto", "on", "off"], default="auto",
+                    help="also quantize with ONNX Runtime's own quantize_static (QDQ, per-channel int8 "
+                         "weights, uint8 activations; MinMax, Percentile 99.999, Entropy) on the same "
+                         "calibration images and evaluate it on the same images (auto: with --grid "
+                         "acceptance)")
     ap.add_argument("--timing-runs", type=int, default=3, help="best of N for the wall time")
     ap.add_argument("--no-timing", action="store_true", help="skip the CLI timing runs")
     args = ap.parse_args()
@@ -146,22 +157,25 @@ def main():
                     "onnxq": metrics(onnxq_logits(model), labels, ref), "eval_images": len(x)}
 
     if args.grid == "full":
-        grid = [(c, g, cle, bc) for c in ["auto", "minmax", "percentile", "mse", "kl"]
+        grid = [(c, g, cle, bc, "auto") for c in ["auto", "minmax", "percentile", "mse", "kl"]
                 for g in ["per-channel", "per-tensor"] for cle in ["off", "on"] for bc in ["off", "on"]]
     elif args.grid == "table":
-        grid = [("auto", g, cle, bc) for g in ["per-channel", "per-tensor"] for cle in ["off", "on"]
+        grid = [("auto", g, cle, bc, "auto") for g in ["per-channel", "per-tensor"] for cle in ["off", "on"]
                 for bc in ["off", "on"]] + \
-               [(c, g, "auto", "auto") for c in ["minmax", "percentile", "kl"]
+               [(c, g, "auto", "auto", "auto") for c in ["minmax", "percentile", "kl"]
                 for g in ["per-channel", "per-tensor"]]
     else:
-        grid = [("auto", "per-channel", "auto", "auto"), ("auto", "per-tensor", "auto", "auto")] + \
-               [(c, "per-channel", "auto", "auto") for c in ["minmax", "percentile", "mse", "kl"]]
+        grid = [("auto", "per-channel", "auto", "auto", "auto"), ("auto", "per-tensor", "auto", "auto", "auto")] + \
+               [(c, "per-channel", "auto", "auto", "auto") for c in ["minmax", "percentile", "mse", "kl"]]
+    # Activation-channel equalization (off by default) at both granularities' defaults.
+    grid += [("auto", g, "auto", "auto", "on") for g in ["per-channel", "per-tensor"]]
     if SMOKE:
         grid = grid[:2]
     rows = []
-    for calib, gran, cle, bc in grid:
+    for calib, gran, cle, bc, ae in grid:
         cfg = {"calibrator": calib, "weight_granularity": gran, "cle": cle, "bias_correction": bc,
-               "preprocess": "imagenet-tf", "calib_count": n_calib, "threads": args.threads}
+               "act_equalization": ae, "preprocess": "imagenet-tf", "calib_count": n_calib,
+               "threads": args.threads}
         t0 = time.perf_counter()
         res = onnxq.quantize(model, data, cfg)
         qtime = time.perf_counter() - t0
@@ -169,6 +183,7 @@ def main():
         onnxq.save(res.model, path)
         lo, lq = onnxq_logits(path), ort_logits(path)
         rows.append({"calibrator": calib, "weights": gran, "cle": cle, "bias_correction": bc,
+                     "act_equalization": ae, "act_equalization_applied": res.report["act_equalization"] is not None,
                      "cle_applied": res.report["cle_applied"],
                      "bias_correction_applied": res.report["bias_correction_applied"],
                      "quantize_s": round(qtime, 2),
@@ -176,6 +191,36 @@ def main():
                      "ort_vs_sim_top1_agreement": round(100.0 * float((lo.argmax(1) == lq.argmax(1)).mean()), 2)})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     out["table"] = rows
+
+    # ---- ONNX Runtime's own static quantization on the same split: the reference recipe of the
+    # issue, measured on these evaluation images (its published numbers are for other images).
+    if args.ort_tool == "on" or (args.ort_tool == "auto" and args.grid == "acceptance"):
+        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                              QuantType, quantize_static)
+        cal = onnxq.calib.Dataset(data, preset="imagenet-tf", count=n_calib).load_batch(0, n_calib,
+                                                                                     threads=args.threads)
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.i = 0
+
+            def get_next(self):
+                if self.i >= len(cal):
+                    return None
+                self.i += 1
+                return {"input": cal[self.i - 1:self.i]}
+
+        ort_rows = []
+        for method in ["MinMax"] if SMOKE else ["MinMax", "Percentile", "Entropy"]:
+            path = os.path.join(tmp, f"ort_{method}.onnx")
+            t0 = time.perf_counter()
+            quantize_static(model, path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=getattr(CalibrationMethod, method))
+            ort_rows.append({"method": method, "quantize_s": round(time.perf_counter() - t0, 2),
+                             "onnxruntime": metrics(ort_logits(path), labels, ref)})
+            print(json.dumps(ort_rows[-1]), file=sys.stderr, flush=True)
+        out["onnxruntime_quantize_static"] = ort_rows
     print(json.dumps(out, indent=1))
 
 

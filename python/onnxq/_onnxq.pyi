@@ -150,7 +150,8 @@ def quantize(model: Union[Model, str], calibration_data: Any,
 
     calibration_data: an image/.npy folder or .npy path, a numpy array, or an iterable of arrays (or
     {input: array} dicts). config keys: calibrator, percentile, weight_granularity, weight_bits,
-    act_bits, weight_scale, exclude, cle, bias_correction, bias_correction_samples, batch_size,
+    act_bits, weight_scale, exclude, cle, bias_correction, bias_correction_samples, act_equalization,
+    act_equalization_alpha, act_equalization_max_scale, act_equalization_samples, batch_size,
     threads, sqnr_samples, stats, preprocess, calib_count, calib_skip, labels.
     """
 

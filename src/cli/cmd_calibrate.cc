@@ -23,7 +23,8 @@ int RunCalibrate(const std::vector<std::string>& args) {
               "calibration can be split over processes or machines.");
   p.Positional("MODEL", "the float .onnx model (omit with --merge)", /*required=*/false);
   p.Option("output", 'o', "STATS", "statistics file to write").Required();
-  p.Option("calib", 0, "PATH", "calibration data (as for quantize)");
+  p.Option("calib", 0, "PATH", "calibration data (as for quantize; NAME=PATH once per input of a model with "
+                               "several inputs)").Repeated();
   p.Option("labels", 0, "TSV", "labels.tsv defining the sample order (default: PATH/labels.tsv)");
   p.Option("skip", 0, "N", "first sample of this shard", ArgKind::kInt).Default("0");
   p.Option("count", 0, "N", "samples in this shard (default: all the rest)", ArgKind::kInt);
@@ -62,12 +63,11 @@ int RunCalibrate(const std::vector<std::string>& args) {
     dopt.labels = a.Get("labels");
     dopt.skip = a.GetInt("skip");
     if (a.Has("count")) dopt.count = a.GetInt("count");
-    ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("calib"), dopt));
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
-    ONNXQ_ASSIGN_OR_RETURN(quant::PreparedModel prep, quant::PrepareModel(model, cfg));
     ThreadPool pool(cfg.threads);
-    auto source = quant::DatasetSource(*data, &pool);
-    ONNXQ_ASSIGN_OR_RETURN(calib::CalibrationStats stats, quant::CollectStatistics(prep, *source, cfg));
+    ONNXQ_ASSIGN_OR_RETURN(CalibrationData data, OpenCalibrationData(a, model, dopt, &pool));
+    ONNXQ_ASSIGN_OR_RETURN(quant::PreparedModel prep, quant::PrepareModel(model, cfg));
+    ONNXQ_ASSIGN_OR_RETURN(calib::CalibrationStats stats, quant::CollectStatistics(prep, *data.source, cfg));
     return stats.Save(a.Get("output"));
   });
 }

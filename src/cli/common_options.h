@@ -11,6 +11,7 @@
 #include "onnxq/calib/dataset.h"
 #include "onnxq/base/status.h"
 #include "onnxq/onnx/model_io.h"
+#include "onnxq/quant/quantize_model.h"
 #include "onnxq/runtime/session.h"
 
 namespace onnxq::cli {
@@ -31,6 +32,17 @@ void AddDataOptions(ArgParser& p);
 StatusOr<calib::PreprocessOptions> PreprocessFromArgs(const ArgParser& a);
 // Sets options->preprocess and options->image_limits from AddDataOptions' flags.
 Status DataOptionsFromArgs(const ArgParser& a, calib::DatasetOptions* options);
+
+// --calib (repeatable): PATH for a model with one input; NAME=PATH for each input of a model with
+// several (sample i of the model is sample i of every PATH). A PATH is an image folder, a .npy
+// folder or a stacked .npy; .npy samples must have the input's element type. `options`
+// (preprocessing, window, limits) applies to every PATH; an explicit --labels only to a single one.
+struct CalibrationData {
+  std::vector<std::unique_ptr<calib::Dataset>> datasets;
+  std::unique_ptr<quant::CalibrationSource> source;
+};
+StatusOr<CalibrationData> OpenCalibrationData(const ArgParser& a, const Model& model,
+                                              calib::DatasetOptions options, ThreadPool* pool);
 
 // A one-line progress bar on stderr, only when stderr is a terminal (else nullptr).
 std::function<bool(const std::string&, int64_t, int64_t)> TerminalProgress();

@@ -188,6 +188,12 @@ quant::QuantizeConfig ConfigFrom(const py::dict& cfg, calib::DatasetOptions* dop
       std::string s = py::isinstance<py::bool_>(v) ? (v.cast<bool>() ? "on" : "off") : v.cast<std::string>();
       (k == "cle" ? c.cle : c.bias_correction) = Unwrap(quant::ParseToggle(s, k));
     } else if (k == "bias_correction_samples") c.bias_correction_samples = v.cast<int64_t>();
+    else if (k == "act_equalization") {
+      std::string s = py::isinstance<py::bool_>(v) ? (v.cast<bool>() ? "on" : "off") : v.cast<std::string>();
+      c.act_equalization = Unwrap(quant::ParseToggle(s, k));
+    } else if (k == "act_equalization_alpha") c.act_equalization_alpha = v.cast<double>();
+    else if (k == "act_equalization_max_scale") c.act_equalization_max_scale = v.cast<double>();
+    else if (k == "act_equalization_samples") c.act_equalization_samples = v.cast<int64_t>();
     else if (k == "batch_size") c.batch_size = v.cast<int64_t>();
     else if (k == "threads") c.threads = v.cast<int>();
     else if (k == "sqnr_samples") c.sqnr_samples = v.cast<int64_t>();
@@ -420,7 +426,9 @@ ONNXQ_PYTHON_BINDINGS(BindQuant, 30) {
         "(config keys preprocess, calib_count, calib_skip, labels apply), a numpy array, or an iterable\n"
         "of arrays (or {input: array} dicts); arrays with the model's batch dim are split into samples.\n"
         "config: dict with calibrator, percentile, weight_granularity, weight_bits, act_bits,\n"
-        "weight_scale, exclude, cle, bias_correction, bias_correction_samples, batch_size, threads,\n"
+        "weight_scale, exclude, cle, bias_correction, bias_correction_samples, act_equalization,\n"
+        "act_equalization_alpha, act_equalization_max_scale, act_equalization_samples,\n"
+        "batch_size, threads,\n"
         "sqnr_samples, stats; mixed precision: layer_weight_bits ({node: bits}), rounding\n"
         "(nearest|adaround|gptq), rounding_samples, rounding_objective (asymmetric|float), rounding_target_damp,\n"
         "gptq_damp, "

@@ -13,6 +13,7 @@
 #include "onnxq/calib/calibrator.h"
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/passes/pass.h"
+#include "onnxq/quant/act_equalization.h"
 #include "onnxq/quant/report.h"
 #include "onnxq/runtime/session.h"
 
@@ -343,7 +344,7 @@ StatusOr<std::map<std::string, Tensor>> CalibrationSource::Feeds(int64_t begin, 
     for (const auto& i : inputs) names += (names.empty() ? "'" : ", '") + i + "'";
     return InvalidArgument("the model has ", inputs.size(), " inputs (", names,
                            ") but the calibration data has one tensor per sample: give one "
-                           "{input name: array} map per sample");
+                           "{input name: array} map per sample (CLI: --calib NAME=PATH for each input)");
   }
   ONNXQ_ASSIGN_OR_RETURN(Tensor t, Batch(begin, n));
   std::map<std::string, Tensor> out;
@@ -409,6 +410,13 @@ Status QuantizeConfig::Validate() const {
     return InvalidArgument("sensitivity metric must be kl, mse or auto, got '", sensitivity_metric, "'");
   return Status::Ok();
 }
+  if (!(act_equalization_alpha >= 0 && act_equalization_alpha <= 4) || !(act_equalization_max_scale >= 1) ||
+      !std::isfinite(act_equalization_max_scale) || act_equalization_samples < 1)
+    return InvalidArgument("activation equalization: alpha must be in [0, 4], the scale cap >= 1 and finite, "
+                           "the samples >= 1");
+  if (act_equalization == Toggle::kOn && !stats_path.empty())
+    return InvalidArgument("activation equalization needs calibration data; it cannot use given statistics "
+                           "(they were collected on the model without it)");
 
 StatusOr<Budget> QuantizeConfig::budget() const {
   Budget b;
@@ -469,6 +477,11 @@ std::string QuantizeConfig::ToJson(bool with_execution) const {
   if (with_execution) j.Field("threads", threads);
   j.Field("sqnr_samples", sqnr_samples);
   j.Field("stats", stats_path);
+  j.Field("act_equalization", ToggleName(act_equalization));
+  if (ActEqualizationWanted())
+    j.Field("act_equalization_alpha", act_equalization_alpha)
+        .Field("act_equalization_max_scale", act_equalization_max_scale)
+        .Field("act_equalization_samples", act_equalization_samples);
   j.EndObject();
   return j.str();
 }
@@ -875,6 +888,22 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   calib::CalibrationStats stats;
   if (!config.stats_path.empty()) {
     ONNXQ_ASSIGN_OR_RETURN(stats, calib::CalibrationStats::Load(config.stats_path));
+  // Activation-channel equalization (act_equalization.h): a float rewrite from its own per-channel
+  // statistics, so it runs before the calibration. Weights change in place; the plan's ids hold.
+  std::string act_eq_json = "null";
+  if (config.ActEqualizationWanted() && config.stats_path.empty()) {
+    t0 = Clock::now();
+    ActEqualizationOptions ao;
+    ao.alpha = config.act_equalization_alpha;
+    ao.max_scale = config.act_equalization_max_scale;
+    ao.samples = config.act_equalization_samples;
+    ao.batch_size = config.batch_size;
+    ao.threads = config.threads;
+    ONNXQ_ASSIGN_OR_RETURN(ActEqualizationResult aeq, EqualizeActivations(prep.optimized, calibration, ao));
+    act_eq_json = aeq.ToJson(prep.optimized.graph);
+    timings.emplace_back("act_equalization", MsSince(t0));
+  }
+
     std::string want = StatsFingerprint(prep, config);
     if (stats.fingerprint != want)
       return InvalidArgument("statistics '", config.stats_path,
@@ -1059,6 +1088,7 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   j.Key("sizes").BeginObject();
   j.Field("float_initializer_bytes", InitializerBytes(model));
   if (exported) j.Field("quantized_initializer_bytes", InitializerBytes(qdq));
+  j.Key("act_equalization").Raw(act_eq_json);
   j.Field("exported", exported);
   {
     // Packed: every weight at its bit width plus one float32 scale per channel (what a sub-byte

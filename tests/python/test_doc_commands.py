@@ -473,6 +473,8 @@ def test_benchmark_runs_in_smoke_mode(page, cmd, rule, scratch, build_dir, onnxq
         assert set(objs[0]["timing"]) == {"default_100", "kl_100", "mse_100", "default_400"}
         for row in objs[0]["table"]:
             assert {"onnxq_sim", "onnxruntime", "ort_vs_sim_top1_agreement"} <= set(row)
+        if "acceptance" in words:  # ORT's own quantize_static on the same split
+            assert [r["method"] for r in objs[0]["onnxruntime_quantize_static"]] == ["MinMax"]
     if "onnxq_kernels_bench" in words[0] and "--profile" not in words:
         isas = objs[0]["isas"]
         assert objs[0]["active_isa"] in isas or "--isa" in words
