@@ -44,7 +44,9 @@ class QuantConfig:
         rounding_objective ("asymmetric": match the float layer output from the inputs of the
         model quantized so far; "float"), rounding_target_damp, gptq_damp, gptq_act_order,
         gptq_quantized_inputs, adaround_iters, adaround_lambda, adaround_lr tune them.
-    weight_grid: "full" ([-8, 7] at 4 bits) or "narrow" ([-7, 7]) below 8 bits.
+    weight_grid: below 8 bits, "auto" (the full grid; at 2 bits per output channel [-2, 1] or its
+        mirror [-1, 2], whichever fits), "full" ([-8, 7] at 4 bits), "oriented" (the full grid or its
+        mirror per channel at every width) or "narrow" ([-7, 7]).
     weight_bits_avg, weight_memory, bops: at most one budget; the per-layer bits are then chosen
         from the layers' sensitivity (weight_memory <= 1 is a fraction of the float32 weight bytes,
         > 1 bytes).
@@ -67,12 +69,12 @@ class QuantConfig:
     cle: _Toggle = "auto"
     bias_correction: _Toggle = "auto"
     bias_correction_samples: int = 32
-    batch_size: int = 8
-    threads: int = 0
     act_equalization: _Toggle = "auto"
     act_equalization_alpha: float = 1.0
     act_equalization_max_scale: float = 16.0
     act_equalization_samples: int = 16
+    batch_size: int = 8
+    threads: int = 0
     sqnr_samples: int = 2
     stats: Optional[Union[str, os.PathLike]] = None
     preprocess: Optional[str] = None
@@ -90,7 +92,7 @@ class QuantConfig:
     adaround_iters: int = 1000
     adaround_lambda: float = 1.0
     adaround_lr: float = 0.01
-    weight_grid: str = "full"
+    weight_grid: str = "auto"
     weight_bits_avg: Optional[float] = None
     weight_memory: Optional[float] = None
     bops: Optional[float] = None

@@ -108,8 +108,10 @@ int RunQuantize(const std::vector<std::string>& args) {
                                          "from the inputs of the model quantized so far) or float (float inputs)")
       .Default("float").Choices({"float", "asymmetric"});
   p.Option("adaround-iters", 0, "N", "AdaRound: Adam steps per layer", ArgKind::kInt).Default("1000");
-  p.Option("weight-grid", 0, "G", "sub-8-bit weight grid: full ([-8, 7] at 4 bits) or narrow ([-7, 7])")
-      .Default("full").Choices({"full", "narrow"});
+  p.Option("weight-grid", 0, "G", "sub-8-bit weight grid: auto (full; at 2 bits per channel [-2, 1] or its "
+                                  "mirror [-1, 2]), full ([-8, 7] at 4 bits), oriented (per channel the full "
+                                  "grid or its mirror at every width) or narrow ([-7, 7])")
+      .Default("auto").Choices({"auto", "full", "oriented", "narrow"});
   p.Option("layer-bits", 0, "NODE=B", "weight bits of one layer (node name), overriding --weight-bits")
       .Repeated();
   p.Option("weight-bits-avg", 0, "B", "mixed precision: per-layer weight bits chosen from the measured "
@@ -145,9 +147,9 @@ int RunQuantize(const std::vector<std::string>& args) {
     cfg.exclude = a.GetAll("exclude");
     ONNXQ_ASSIGN_OR_RETURN(cfg.cle, quant::ParseToggle(a.Get("cle"), "--cle"));
     ONNXQ_ASSIGN_OR_RETURN(cfg.bias_correction, quant::ParseToggle(a.Get("bias-correction"), "--bias-correction"));
+    ONNXQ_ASSIGN_OR_RETURN(cfg.act_equalization, quant::ParseToggle(a.Get("act-equalization"), "--act-equalization"));
     cfg.threads = static_cast<int>(a.GetInt("threads"));
     cfg.stats_path = a.Get("stats");
-    ONNXQ_ASSIGN_OR_RETURN(cfg.act_equalization, quant::ParseToggle(a.Get("act-equalization"), "--act-equalization"));
     cfg.rounding = a.Get("rounding");
     cfg.rounding_samples = a.GetInt("rounding-samples");
     cfg.rounding_objective = a.Get("rounding-objective");
@@ -184,9 +186,9 @@ int RunQuantize(const std::vector<std::string>& args) {
     } else {
       data.source = quant::TensorSource({});
     }
+    quant::CalibrationSource* source = data.source.get();
     ONNXQ_ASSIGN_OR_RETURN(quant::QuantizeResult r, quant::Quantize(model, *source, cfg, a.Arg("MODEL")));
     Status s = SaveModel(r.quantized, a.Get("output"));
-    quant::CalibrationSource* source = data.source.get();
     if (!s.ok()) return s.Prepend("cannot write '" + a.Get("output") + "'");
     if (a.Has("report")) {
       Status rs = AtomicWriteFile(a.Get("report"), r.report_json + "\n");

@@ -42,8 +42,10 @@ int RunSensitivity(const std::vector<std::string>& args) {
   p.Option("rounding-samples", 0, "N", "calibration samples for the rounding's Gram matrices (the first "
                                       "ones, before the --samples)", ArgKind::kInt).Default("36");
   p.Option("adaround-iters", 0, "N", "AdaRound: Adam steps per layer", ArgKind::kInt).Default("1000");
-  p.Option("weight-grid", 0, "G", "sub-8-bit weight grid: full ([-8, 7] at 4 bits) or narrow ([-7, 7])")
-      .Default("full").Choices({"full", "narrow"});
+  p.Option("weight-grid", 0, "G", "sub-8-bit weight grid: auto (full; at 2 bits per channel [-2, 1] or its "
+                                  "mirror [-1, 2]), full ([-8, 7] at 4 bits), oriented (per channel the full "
+                                  "grid or its mirror at every width) or narrow ([-7, 7])")
+      .Default("auto").Choices({"auto", "full", "oriented", "narrow"});
   p.Option("exclude", 0, "NAME|OP", "leave a node (by name) or an op type in float").Repeated();
   p.Flag("json", 0, "print JSON instead of a table");
   p.Option("output", 'o', "JSON", "also write the JSON here");

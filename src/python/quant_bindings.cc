@@ -433,7 +433,7 @@ ONNXQ_PYTHON_BINDINGS(BindQuant, 30) {
         "(nearest|adaround|gptq), rounding_samples, rounding_objective (asymmetric|float), rounding_target_damp,\n"
         "gptq_damp, "
         "gptq_act_order, gptq_quantized_inputs, adaround_iters, adaround_lambda, adaround_lr,\n"
-        "weight_grid (narrow|full), one budget\n"
+        "weight_grid (auto|full|oriented|narrow), one budget\n"
         "of weight_bits_avg / weight_memory (<= 1: fraction of float32, else bytes) / bops, candidate_bits,\n"
         "sensitivity_samples, sensitivity_metric, sensitivity (a dict from onnxq.sensitivity, reused).");
   m.def("sensitivity", &Sensitivity, py::arg("model"), py::arg("calibration_data"), py::arg("config") = py::none(),

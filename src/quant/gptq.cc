@@ -472,34 +472,23 @@ StatusOr<Tensor> DequantizedWeightOf(const QuantizedWeight& qw) {
 }
 }  // namespace
 
-Status RoundLayer(const Model& model, WeightedNode& w, const LayerHessian& lh, const RoundingOptions& options,
-                  ThreadPool* pool) {
-  if (options.method == RoundingMethod::kNearest) return Status::Ok();
-  // Fewer input vectors than inputs (e.g. a classifier after global pooling, one vector per
-  // image): H is rank-deficient and the rounding would fit the calibration samples, not the layer.
-  if (lh.groups == 0 || lh.rows < lh.k) return Status::Ok();
-  if (options.method != RoundingMethod::kAdaRound || !options.adaround.keep_better_gptq)
-    return RoundLayerOn(model, w, lh, options, pool);
-  // AdaRound and GPTQ minimise the same quadratic; keep, per output channel, whichever codes reach
-  // the lower value (neither wins on every channel).
-  WeightedNode wg = w;
-  RoundingOptions go = options;
-  go.method = RoundingMethod::kGptq;
-  ONNXQ_RETURN_IF_ERROR(RoundLayerOn(model, wg, lh, go, pool));
-  ONNXQ_RETURN_IF_ERROR(RoundLayerOn(model, w, lh, options, pool));
+namespace {
+// Per output channel, takes `other`'s codes where they reach a lower objective than w's.
+Status KeepBetterRows(const Model& model, WeightedNode& w, const WeightedNode& other, const LayerHessian& lh,
+                      double damp) {
   ONNXQ_ASSIGN_OR_RETURN(LayerMatrices lm, MatricesOf(model, w));
-  const std::vector<double> la = RowLosses(model, w, lh, options.target_damp);
-  const std::vector<double> lg = RowLosses(model, wg, lh, options.target_damp);
-  if (la.size() != lg.size() || la.empty()) return Internal("rounding: per-channel losses do not match");
+  const std::vector<double> lw = RowLosses(model, w, lh, damp);
+  const std::vector<double> lo = RowLosses(model, other, lh, damp);
+  if (lw.size() != lo.size() || lw.empty()) return Internal("rounding: per-channel losses do not match");
   bool changed = false;
   for (int64_t gi = 0; gi < lm.geo.groups; ++gi)
     for (int64_t r = 0; r < lm.geo.rows; ++r) {
       const size_t i = static_cast<size_t>(gi * lm.geo.rows + r);
-      if (!(lg[i] < la[i])) continue;
+      if (!(lo[i] < lw[i])) continue;
       changed = true;
       for (int64_t c = 0; c < lm.geo.k; ++c) {
         const int64_t f = lm.flat(gi, r, c);
-        w.qweight.q.mutable_data<int8_t>()[f] = wg.qweight.q.data<int8_t>()[f];
+        w.qweight.q.mutable_data<int8_t>()[f] = other.qweight.q.data<int8_t>()[f];
       }
     }
   if (changed) {
@@ -508,6 +497,32 @@ Status RoundLayer(const Model& model, WeightedNode& w, const LayerHessian& lh, c
     w.qweight.sqnr_db = Sqnr(wt.span<float>(), deq.span<float>());
   }
   return Status::Ok();
+}
+}  // namespace
+
+Status RoundLayer(const Model& model, WeightedNode& w, const LayerHessian& lh, const RoundingOptions& options,
+                  ThreadPool* pool) {
+  if (options.method == RoundingMethod::kNearest) return Status::Ok();
+  // Fewer input vectors than inputs (e.g. a classifier after global pooling, one vector per
+  // image): H is rank-deficient and the rounding would fit the calibration samples, not the layer.
+  if (lh.groups == 0 || lh.rows < lh.k) return Status::Ok();
+  // The nearest codes (set by the caller) stay a candidate: GPTQ's greedy column order is not
+  // guaranteed to beat them on every channel (it lost badly on some of MobileNetV2's depthwise
+  // channels at 7 bits).
+  const WeightedNode nearest = w;
+  if (options.method == RoundingMethod::kAdaRound && options.adaround.keep_better_gptq) {
+    // AdaRound and GPTQ minimise the same quadratic; keep, per output channel, whichever codes
+    // reach the lower value (neither wins on every channel).
+    WeightedNode wg = w;
+    RoundingOptions go = options;
+    go.method = RoundingMethod::kGptq;
+    ONNXQ_RETURN_IF_ERROR(RoundLayerOn(model, wg, lh, go, pool));
+    ONNXQ_RETURN_IF_ERROR(RoundLayerOn(model, w, lh, options, pool));
+    ONNXQ_RETURN_IF_ERROR(KeepBetterRows(model, w, wg, lh, options.target_damp));
+  } else {
+    ONNXQ_RETURN_IF_ERROR(RoundLayerOn(model, w, lh, options, pool));
+  }
+  return KeepBetterRows(model, w, nearest, lh, options.target_damp);
 }
 
 namespace {
@@ -688,10 +703,19 @@ double RoundingLoss(const Model& model, const WeightedNode& w, const LayerHessia
 
 namespace {
 
+double GridError(std::span<const float> v, const QuantParams& p) {
+  double e = 0;
+  for (float x : v) {
+    const double d = double(DequantizeValue(QuantizeValue(x, p), p)) - x;
+    e += d * d;
+  }
+  return e;
+}
+
 // Sub-8-bit weights on the full signed grid: per channel, scales searched again with the extra
 // level (the narrow-range pass kept the rule that gives all-zero channels the smallest live
-// scale; such channels keep it).
-Status RequantizeFullGrid(const Model& model, WeightedNode& w, int bits, WeightScaleMethod method) {
+// scale; such channels keep it); `oriented`: the grid or its mirror per channel.
+Status RequantizeFullGrid(const Model& model, WeightedNode& w, int bits, WeightScaleMethod method, bool oriented) {
   const Tensor& wt = *model.graph.value(w.weight).initializer();
   QuantizedWeight& qw = w.qweight;
   WeightQuantOptions o;
@@ -709,7 +733,7 @@ Status RequantizeFullGrid(const Model& model, WeightedNode& w, int bits, WeightS
   }
   if (static_cast<int64_t>(qw.params.size()) != ch) return Internal("full grid: params do not match the weight");
   const float* x = wt.data<float>();
-  std::vector<float> buf;
+  std::vector<float> buf, neg;
   for (int64_t c = 0; c < ch; ++c) {
     buf.clear();
     bool zero = true;
@@ -725,6 +749,15 @@ Status RequantizeFullGrid(const Model& model, WeightedNode& w, int bits, WeightS
       p.qmax = spec.qmax();
     } else {
       p = ChooseSymmetricParams(buf, o);
+      if (oriented) {
+        // The mirror's scale is the one the full grid picks for the negated weights.
+        neg.resize(buf.size());
+        for (size_t k = 0; k < buf.size(); ++k) neg[k] = -buf[k];
+        QuantParams m = ChooseSymmetricParams(neg, o);
+        std::swap(m.qmin, m.qmax);
+        m.qmin = -m.qmin, m.qmax = -m.qmax;
+        if (GridError(buf, m) < GridError(buf, p)) p = m;
+      }
     }
   }
   std::vector<float> deq(static_cast<size_t>(wt.numel()));
@@ -767,7 +800,8 @@ Status QuantizeWeightsMixed(const Model& model, QdqPlan& plan, const std::vector
     ONNXQ_RETURN_IF_ERROR(QuantizeWeights(model, sub, o, pool));
     for (size_t j = 0; j < idx.size(); ++j) {
       if (rounding.full_grid && b < 8)
-        ONNXQ_RETURN_IF_ERROR(RequantizeFullGrid(model, sub.weighted[j], b, base.method));
+        ONNXQ_RETURN_IF_ERROR(RequantizeFullGrid(model, sub.weighted[j], b, base.method,
+                                                 rounding.oriented_grid && b <= rounding.oriented_max_bits));
       plan.weighted[idx[j]].qweight = std::move(sub.weighted[j].qweight);
     }
   }

@@ -306,7 +306,9 @@ RoundingOptions RoundingOptionsOf(const QuantizeConfig& config) {
   ro.adaround.iters = config.adaround_iters;
   ro.adaround.lambda = config.adaround_lambda;
   ro.adaround.lr = config.adaround_lr;
-  ro.full_grid = config.weight_grid == "full";
+  ro.full_grid = config.weight_grid != "narrow";
+  ro.oriented_grid = config.weight_grid == "oriented" || config.weight_grid == "auto";
+  if (config.weight_grid == "auto") ro.oriented_max_bits = 2;
   ro.target_damp = config.rounding_target_damp;
   return ro;
 }
@@ -392,8 +394,8 @@ Status QuantizeConfig::Validate() const {
     return InvalidArgument("gptq_quantized_inputs applies to the float rounding objective only");
   if (adaround_iters < 0 || !(adaround_lambda >= 0) || !(adaround_lr > 0))
     return InvalidArgument("AdaRound: iterations must be >= 0, lambda >= 0 and the learning rate > 0");
-  if (weight_grid != "narrow" && weight_grid != "full")
-    return InvalidArgument("weight grid must be narrow or full, got '", weight_grid, "'");
+  if (weight_grid != "narrow" && weight_grid != "full" && weight_grid != "oriented" && weight_grid != "auto")
+    return InvalidArgument("weight grid must be auto, narrow, full or oriented, got '", weight_grid, "'");
   int budgets = (weight_bits_avg != 0) + (weight_memory != 0) + (bops != 0);
   if (budgets > 1)
     return InvalidArgument("give one budget at most (weight bits average, weight memory or BOPs)");
@@ -408,8 +410,6 @@ Status QuantizeConfig::Validate() const {
   if (sensitivity_samples < 1) return InvalidArgument("sensitivity samples must be at least 1");
   if (sensitivity_metric != "auto" && sensitivity_metric != "kl" && sensitivity_metric != "mse")
     return InvalidArgument("sensitivity metric must be kl, mse or auto, got '", sensitivity_metric, "'");
-  return Status::Ok();
-}
   if (!(act_equalization_alpha >= 0 && act_equalization_alpha <= 4) || !(act_equalization_max_scale >= 1) ||
       !std::isfinite(act_equalization_max_scale) || act_equalization_samples < 1)
     return InvalidArgument("activation equalization: alpha must be in [0, 4], the scale cap >= 1 and finite, "
@@ -417,6 +417,8 @@ Status QuantizeConfig::Validate() const {
   if (act_equalization == Toggle::kOn && !stats_path.empty())
     return InvalidArgument("activation equalization needs calibration data; it cannot use given statistics "
                            "(they were collected on the model without it)");
+  return Status::Ok();
+}
 
 StatusOr<Budget> QuantizeConfig::budget() const {
   Budget b;
@@ -466,22 +468,24 @@ std::string QuantizeConfig::ToJson(bool with_execution) const {
     j.Field("sensitivity_given", sensitivity != nullptr);
   }
   j.Field("activation_type", "uint8 asymmetric");
-  j.Field("weight_type", weight_grid == "full" ? "int8 symmetric (full grid below 8 bits)"
-                                                 : "int8 symmetric narrow-range");
+  j.Field("weight_type", weight_grid == "full"       ? "int8 symmetric (full grid below 8 bits)"
+                        : weight_grid == "oriented" ? "int8 symmetric (full grid or its mirror per channel below 8 bits)"
+                        : weight_grid == "auto"     ? "int8 symmetric (full grid below 8 bits, or its mirror per channel at 2 bits)"
+                                                    : "int8 symmetric narrow-range");
   j.Key("exclude").BeginArray();
   for (const auto& e : exclude) j.String(e);
   j.EndArray();
   j.Field("cle", ToggleName(cle)).Field("bias_correction", ToggleName(bias_correction));
   j.Field("bias_correction_samples", bias_correction_samples);
-  j.Field("batch_size", batch_size);
-  if (with_execution) j.Field("threads", threads);
-  j.Field("sqnr_samples", sqnr_samples);
-  j.Field("stats", stats_path);
   j.Field("act_equalization", ToggleName(act_equalization));
   if (ActEqualizationWanted())
     j.Field("act_equalization_alpha", act_equalization_alpha)
         .Field("act_equalization_max_scale", act_equalization_max_scale)
         .Field("act_equalization_samples", act_equalization_samples);
+  j.Field("batch_size", batch_size);
+  if (with_execution) j.Field("threads", threads);
+  j.Field("sqnr_samples", sqnr_samples);
+  j.Field("stats", stats_path);
   j.EndObject();
   return j.str();
 }
@@ -884,10 +888,6 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   if (calibration.size() == 0 && config.stats_path.empty())
     return InvalidArgument("the calibration set is empty");
 
-  t0 = Clock::now();
-  calib::CalibrationStats stats;
-  if (!config.stats_path.empty()) {
-    ONNXQ_ASSIGN_OR_RETURN(stats, calib::CalibrationStats::Load(config.stats_path));
   // Activation-channel equalization (act_equalization.h): a float rewrite from its own per-channel
   // statistics, so it runs before the calibration. Weights change in place; the plan's ids hold.
   std::string act_eq_json = "null";
@@ -904,6 +904,10 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
     timings.emplace_back("act_equalization", MsSince(t0));
   }
 
+  t0 = Clock::now();
+  calib::CalibrationStats stats;
+  if (!config.stats_path.empty()) {
+    ONNXQ_ASSIGN_OR_RETURN(stats, calib::CalibrationStats::Load(config.stats_path));
     std::string want = StatsFingerprint(prep, config);
     if (stats.fingerprint != want)
       return InvalidArgument("statistics '", config.stats_path,
@@ -1084,11 +1088,11 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   j.Field("dead_input_channels_zeroed", prep.dead_input_channels_zeroed);
   j.Field("bias_correction_applied", bc);
   j.Field("bias_corrected_layers", corrected);
+  j.Key("act_equalization").Raw(act_eq_json);
   j.Key("passes").Raw(prep.pass_report_json.empty() ? "null" : prep.pass_report_json);
   j.Key("sizes").BeginObject();
   j.Field("float_initializer_bytes", InitializerBytes(model));
   if (exported) j.Field("quantized_initializer_bytes", InitializerBytes(qdq));
-  j.Key("act_equalization").Raw(act_eq_json);
   j.Field("exported", exported);
   {
     // Packed: every weight at its bit width plus one float32 scale per channel (what a sub-byte

@@ -171,7 +171,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
   res.metric = metric;
   res.rounding = RoundingName(rounding);
   res.weight_scale = base.method == WeightScaleMethod::kMse ? "mse" : "minmax";
-  res.weight_grid = ro.full_grid ? "full" : "narrow";
+  res.weight_grid = !ro.full_grid ? "narrow" : !ro.oriented_grid ? "full" : ro.oriented_max_bits == 2 ? "auto" : "oriented";
   res.samples = n;
   const std::vector<LayerCost> costs = LayerCosts(model, plan);
   const std::vector<int> bits(bitset.begin(), bitset.end());

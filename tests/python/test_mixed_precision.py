@@ -2,7 +2,7 @@
 (int8 containers with the range restricted, true bits in metadata, packed size in the report),
 ONNX Runtime runs the export and matches onnxq's executor, sensitivity and allocation (budget
 respected, allocation = what quantize used), GPTQ and AdaRound against nearest rounding, the full
-sub-8-bit weight grid in ONNX Runtime, and the CLI."""
+and the oriented sub-8-bit weight grids in ONNX Runtime, and the CLI."""
 
 import json
 import subprocess
@@ -139,7 +139,7 @@ def test_sensitivity_and_budget(tmp_path):
     other = onnxq.quantize(str(fpath), calib, dict(cfg, weight_bits_avg=4.0, sensitivity=sens, calibrator="minmax",
                                                    weight_scale="mse", weight_grid="narrow"))
     (note,) = [n for n in other.report["notes"] if "given sensitivity" in n]
-    assert "weight_scale minmax (now mse)" in note and "weight_grid full (now narrow)" in note, note
+    assert "weight_scale minmax (now mse)" in note and "weight_grid auto (now narrow)" in note, note
 
 
 def test_pareto_front(tmp_path):
@@ -181,8 +181,9 @@ def test_full_grid_uses_the_extra_level_and_runs_in_ort(tmp_path):
     calib = _samples(16, 1)
     bits = {"conv1": 8, "conv2": 4, "dw": 3, "fc": 2}
     x = np.stack(_samples(8, 50))
-    ranges = {}
-    for grid in ["full", "narrow"]:
+    ranges, codes, errs = {}, {}, {}
+    fm = onnx.load(str(fpath))
+    for grid in ["full", "narrow", "oriented"]:
         r = onnxq.quantize(str(fpath), calib, {"layer_weight_bits": bits, "threads": 1, "calibrator": "minmax",
                                                "weight_scale": "mse", "weight_grid": grid})
         qpath = tmp_path / f"{grid}.onnx"
@@ -191,6 +192,13 @@ def test_full_grid_uses_the_extra_level_and_runs_in_ort(tmp_path):
         onnx.checker.check_model(m, full_check=True)
         ranges[grid] = {w: (int(_init(m, w + "_quantized").min()), int(_init(m, w + "_quantized").max()))
                         for w in ["w1", "w2", "wd", "wf"]}
+        for w in ["w2", "wd", "wf"]:
+            axis = 1 if w == "wf" else 0  # Gemm [K, N]: per output column
+            q = np.moveaxis(_init(m, w + "_quantized"), axis, 0).reshape(_init(m, w + "_scale").size, -1)
+            codes[grid, w] = q
+            deq = q * _init(m, w + "_scale")[:, None]
+            ref = np.moveaxis(_init(fm, w), axis, 0).reshape(deq.shape)
+            errs[grid, w] = ((deq - ref) ** 2).sum(1)
         # ONNX Runtime and onnxq's fake-quant simulation compute the same model.
         q_ort = _ort(qpath, x)
         sim = onnxq.Session(onnxq.load(str(qpath)), threads=1, integer=False)
@@ -204,6 +212,18 @@ def test_full_grid_uses_the_extra_level_and_runs_in_ort(tmp_path):
     # The extra negative level is used somewhere below 8 bits; 8 bits stays narrow in both.
     assert any(ranges["full"][w][0] == -(2 ** (b - 1)) for w, b in [("w2", 4), ("wd", 3), ("wf", 2)])
     assert ranges["full"]["w1"][0] >= -127 and ranges["full"]["w1"] == ranges["narrow"]["w1"]
+    # Oriented: per output channel the full grid or its mirror ([-7, 8] at 4 bits), never a worse
+    # weight error than the full grid; both orientations occur on these symmetric weights.
+    mirrored = 0
+    for w, b in [("w2", 4), ("wd", 3), ("wf", 2)]:
+        top = 2 ** (b - 1)
+        for row in codes["oriented", w]:
+            assert (-top <= row.min() and row.max() <= top - 1) or (-(top - 1) <= row.min() and row.max() <= top)
+            mirrored += int(row.max() == top)
+        assert np.all(errs["oriented", w] <= errs["full", w] * (1 + 1e-5) + 1e-12), w
+        assert errs["oriented", w].sum() < errs["full", w].sum(), w
+    assert mirrored > 0
+    assert ranges["oriented"]["w1"] == ranges["narrow"]["w1"]
 
 
 @pytest.mark.parametrize("objective", ["float", "asymmetric"])

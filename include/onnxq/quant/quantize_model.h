@@ -80,8 +80,11 @@ struct QuantizeConfig {
   int64_t adaround_iters = 1000;
   double adaround_lambda = 1.0;
   double adaround_lr = 0.01;
-  // Sub-8-bit weight grid: "narrow" ([-7, 7] at 4 bits) or "full" ([-8, 7]); 8 bits stay narrow.
-  std::string weight_grid = "full";
+  // Sub-8-bit weight grid: "narrow" ([-7, 7] at 4 bits), "full" ([-8, 7]), "oriented" (per
+  // output channel [-8, 7] or its mirror [-7, 8], whichever fits the channel's weights better) or
+  // "auto" (the default: full, oriented at 2 bits, [-2, 1] or [-1, 2]; measured better, see
+  // docs/mixed-precision.md); 8 bits stay narrow.
+  std::string weight_grid = "auto";
   // Mixed precision: at most one budget (0 = unset). weight_memory <= 1 is a fraction of the
   // float32 weight bytes, > 1 bytes (packed weights + one float32 scale per channel).
   double weight_bits_avg = 0;
@@ -101,9 +104,6 @@ struct QuantizeConfig {
   // large gain), off for 8-bit per-channel weights (no measurable gain).
   Toggle bias_correction = Toggle::kAuto;
   int64_t bias_correction_samples = 32;  // calibration samples used by bias correction
-  int64_t batch_size = 8;
-  int threads = 0;  // <= 0: all cores
-  // Per-tensor SQNR in the report, measured on this many calibration samples (0: skip).
   // Activation-channel equalization of linear tensors (act_equalization.h), before calibration:
   // auto = off (it measured worse on MobileNetV2 for both weight granularities, see
   // docs/quantization.md). Needs calibration data (not run when stats_path is given).
@@ -114,6 +114,9 @@ struct QuantizeConfig {
   bool ActEqualizationWanted() const {
     return act_equalization == Toggle::kOn;
   }
+  int64_t batch_size = 8;
+  int threads = 0;  // <= 0: all cores
+  // Per-tensor SQNR in the report, measured on this many calibration samples (0: skip).
   int64_t sqnr_samples = 2;
   // Observer statistics from `onnxq calibrate` (merged shards): used instead of running the
   // calibration pass (the calibration source is then only used by bias correction, if on).
