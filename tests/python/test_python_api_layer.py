@@ -19,6 +19,15 @@ import onnxq  # noqa: E402
 from onnxq.data import ImageFolder  # noqa: E402
 from onnxq.report import Report, pareto_front  # noqa: E402
 
+
+@pytest.fixture
+def sigint_raises():
+    """Python's own SIGINT handler, whatever the test runner inherited: a process started in the
+    background by a non-interactive shell ignores SIGINT, and then Ctrl-C tests could not fail."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
 PIL = pytest.importorskip("PIL.Image")
 
 
@@ -201,7 +210,7 @@ def test_progress_callback_sees_every_stage_and_can_cancel(model_path, tmp_path)
     assert not out.exists()
 
 
-def test_ctrl_c_stops_cleanly(model_path):
+def test_ctrl_c_stops_cleanly(model_path, sigint_raises):
     def interrupt(stage, done, total):
         if done == 2:
             os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C
@@ -392,7 +401,7 @@ def test_tqdm_progress_bar(model_path, capsys):
     assert "load data" in err and "4/4" in err
 
 
-def test_ctrl_c_during_the_cpp_calibration(model_path):
+def test_ctrl_c_during_the_cpp_calibration(model_path, sigint_raises):
     seen = []
     onnxq.quantize(model_path, _calib(16), {"threads": 1, "batch_size": 4}, callback=lambda *e: seen.append(e))
     assert [e for e in seen if e[0] == "calibrate"][-1][1:] == (16, 16)
