@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--cache", help="folder for the sensitivity JSON (reused when present; then not timed)")
     ap.add_argument("--gptq-bits", default="", help="candidate bits for the mixed+gptq column (default: all)")
     ap.add_argument("--eval-count", type=int, default=400)
+    ap.add_argument("--allocation-refine", type=int, default=0,
+                    help="rounds of whole-model refinement of the allocation (config allocation_refine)")
     args = ap.parse_args()
     smoke = os.environ.get("ONNXQ_BENCH_SMOKE") == "1"
     if smoke:
@@ -91,6 +93,8 @@ def main():
     out = {"float_top1": m(ref)["top1"], "eval_images": len(x), "threads": args.threads, "smoke": smoke}
     base = {"preprocess": "imagenet-tf", "calib_count": 100, "threads": args.threads,
             "sensitivity_samples": args.sensitivity_samples, "rounding_samples": args.rounding_samples}
+    if args.allocation_refine:
+        base["allocation_refine"] = args.allocation_refine
     cols = args.columns.split(",")
     # nearest: max-abs scales, narrow grid (ONNX Runtime's recipe); gptq / adaround: MSE-searched
     # scales, the default ("auto") grid; AdaRound's allocation uses the GPTQ sensitivity.

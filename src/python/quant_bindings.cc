@@ -216,6 +216,7 @@ quant::QuantizeConfig ConfigFrom(const py::dict& cfg, calib::DatasetOptions* dop
     else if (k == "candidate_bits") c.candidate_bits = v.cast<std::vector<int>>();
     else if (k == "sensitivity_samples") c.sensitivity_samples = v.cast<int64_t>();
     else if (k == "sensitivity_metric") c.sensitivity_metric = v.cast<std::string>();
+    else if (k == "allocation_refine") c.allocation_refine = v.cast<int>();
     else if (k == "sensitivity") { if (!v.is_none()) c.sensitivity = SensitivityFrom(v); }
     else if (k == "progress") continue;  // installed by ReadInputs
     else if (k == "preprocess") dopt->preprocess = Unwrap(calib::PreprocessPreset(v.cast<std::string>()));
@@ -435,7 +436,8 @@ ONNXQ_PYTHON_BINDINGS(BindQuant, 30) {
         "gptq_act_order, gptq_quantized_inputs, adaround_iters, adaround_lambda, adaround_lr,\n"
         "weight_grid (auto|full|oriented|narrow), one budget\n"
         "of weight_bits_avg / weight_memory (<= 1: fraction of float32, else bytes) / bops, candidate_bits,\n"
-        "sensitivity_samples, sensitivity_metric, sensitivity (a dict from onnxq.sensitivity, reused).");
+        "sensitivity_samples, sensitivity_metric, sensitivity (a dict from onnxq.sensitivity, reused),\n"
+        "allocation_refine (rounds of whole-model refinement of the allocation by width swaps, 0 = off).");
   m.def("sensitivity", &Sensitivity, py::arg("model"), py::arg("calibration_data"), py::arg("config") = py::none(),
         "Per-layer damage (KL or relative MSE of the output vs float, on the last sensitivity_samples\n"
         "calibration samples) with only that layer's weights quantized, for each of candidate_bits.\n"

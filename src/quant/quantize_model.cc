@@ -408,6 +408,8 @@ Status QuantizeConfig::Validate() const {
   for (int b : candidate_bits)
     if (b < 2 || b > 8) return InvalidArgument("candidate weight bits must be in 2..8, got ", b);
   if (sensitivity_samples < 1) return InvalidArgument("sensitivity samples must be at least 1");
+  if (allocation_refine < 0 || allocation_refine > 100)
+    return InvalidArgument("allocation_refine must be in 0..100 rounds, got ", allocation_refine);
   if (sensitivity_metric != "auto" && sensitivity_metric != "kl" && sensitivity_metric != "mse")
     return InvalidArgument("sensitivity metric must be kl, mse or auto, got '", sensitivity_metric, "'");
   if (!(act_equalization_alpha >= 0 && act_equalization_alpha <= 4) || !(act_equalization_max_scale >= 1) ||
@@ -466,6 +468,7 @@ std::string QuantizeConfig::ToJson(bool with_execution) const {
     j.EndArray();
     j.Field("sensitivity_samples", sensitivity_samples).Field("sensitivity_metric", sensitivity_metric);
     j.Field("sensitivity_given", sensitivity != nullptr);
+    j.Field("allocation_refine", static_cast<int64_t>(allocation_refine));
   }
   j.Field("activation_type", "uint8 asymmetric");
   j.Field("weight_type", weight_grid == "full"       ? "int8 symmetric (full grid below 8 bits)"
@@ -938,17 +941,18 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
   // samples the damage is measured on looks better than it is. The final rounding uses the first
   // rounding_samples, which may overlap.
   const bool measure_sensitivity = config.has_budget() && !config.sensitivity;
+  const bool refine = config.has_budget() && config.allocation_refine > 0;
   HessianOptions final_ho = HessianOptionsOf(config), sens_ho = final_ho;
   sens_ho.samples = std::max<int64_t>(
       1, std::min(config.rounding_samples, calibration.size() - config.sensitivity_samples));
   std::vector<LayerHessian> hessians, sens_hessians;
-  if (rerounds && measure_sensitivity) {
+  if (rerounds && (measure_sensitivity || refine)) {
     t0 = Clock::now();
     ONNXQ_ASSIGN_OR_RETURN(sens_hessians, CollectHessians(prep.optimized, plan, calibration, sens_ho));
     timings.emplace_back("hessians_sensitivity", MsSince(t0));
   }
   if (rerounds && !asymmetric) {
-    if (measure_sensitivity && sens_ho.samples == final_ho.samples) {
+    if ((measure_sensitivity || refine) && sens_ho.samples == final_ho.samples) {
       hessians = sens_hessians;
     } else {
       t0 = Clock::now();
@@ -971,7 +975,7 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
       if (!used.count(k)) return NotFound("layer_weight_bits: no quantized layer is named '", k, "'");
   }
   std::shared_ptr<const SensitivityResult> sens = config.sensitivity;
-  std::string budget_text;
+  std::string budget_text, refine_json;
   if (config.has_budget() && sens) {
     // A given (cached) sensitivity is used as is; say so when it was measured with other settings
     // than this run quantizes with (files from before weight_grid existed used the narrow grid).
@@ -1003,6 +1007,19 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
     ONNXQ_ASSIGN_OR_RETURN(bits, AllocateBits(prep.optimized, plan, *sens, budget, config.act_bits,
                                                           config.candidate_bits));
     timings.emplace_back("allocate_bits", MsSince(t0));
+    if (refine) {
+      t0 = Clock::now();
+      AllocationRefineOptions aro;
+      aro.rounds = config.allocation_refine;
+      ONNXQ_ASSIGN_OR_RETURN(AllocationRefineResult rr,
+                             RefineAllocation(prep.optimized, plan, calibration, wo, SensitivityRounding(rounding),
+                                              rerounds ? &sens_hessians : nullptr, RoundingOptionsOf(config),
+                                              SensitivityOptionsOf(config), budget, config.act_bits, bits,
+                                              config.candidate_bits, aro));
+      bits = rr.bits;
+      refine_json = rr.ToJson();
+      timings.emplace_back("refine_allocation", MsSince(t0));
+    }
   }
   t0 = Clock::now();
   std::vector<double> rounding_loss;
@@ -1129,6 +1146,7 @@ StatusOr<QuantizeResult> Quantize(const Model& model, CalibrationSource& calibra
         if (b == bits[i]) total += d;
     }
     j.Field("predicted_damage_sum", total);
+    if (!refine_json.empty()) j.Key("refine").Raw(refine_json);
     j.Key("sensitivity").Raw(sens->ToJson());
   }
   j.EndObject();

@@ -1,8 +1,12 @@
 #include "onnxq/quant/sensitivity.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "onnxq/base/thread_pool.h"
@@ -107,6 +111,26 @@ StatusOr<SuffixModel> BuildSuffix(const Model& model, const WeightedNode& w,
 
 }  // namespace
 
+double OutputDamage(const std::string& metric, const Tensor& ref, const Tensor& q) {
+  const int64_t n = ref.dims()[0];
+  const int64_t per = n > 0 ? ref.numel() / n : 0;
+  double d = 0;
+  if (metric == "kl") {
+    for (int64_t i = 0; i < n; ++i)
+      d += SoftmaxKl(std::span<const float>(ref.data<float>() + i * per, static_cast<size_t>(per)),
+                     std::span<const float>(q.data<float>() + i * per, static_cast<size_t>(per)));
+    return d / static_cast<double>(std::max<int64_t>(n, 1));
+  }
+  double ref_ms = 0;
+  for (float v : ref.span<float>()) ref_ms += double(v) * v;
+  ref_ms /= static_cast<double>(std::max<int64_t>(ref.numel(), 1));
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    double e = double(ref.data<float>()[i]) - q.data<float>()[i];
+    d += e * e;
+  }
+  return d / static_cast<double>(std::max<int64_t>(ref.numel(), 1)) / std::max(ref_ms, 1e-30);
+}
+
 StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan& plan,
                                                CalibrationSource& calibration, const WeightOptions& base,
                                                RoundingMethod rounding,
@@ -148,24 +172,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
   std::string metric = options.metric;
   if (metric == "auto") metric = ref.rank() == 2 && ref.dims()[1] > 1 ? "kl" : "mse";
   if (metric != "kl" && metric != "mse") return InvalidArgument("sensitivity metric must be kl, mse or auto");
-  const int64_t per = ref.numel() / n;
-  double ref_ms = 0;
-  for (float v : ref.span<float>()) ref_ms += double(v) * v;
-  ref_ms /= static_cast<double>(std::max<int64_t>(ref.numel(), 1));
-  auto damage = [&](const Tensor& q) -> double {
-    double d = 0;
-    if (metric == "kl") {
-      for (int64_t i = 0; i < n; ++i)
-        d += SoftmaxKl(std::span<const float>(ref.data<float>() + i * per, static_cast<size_t>(per)),
-                       std::span<const float>(q.data<float>() + i * per, static_cast<size_t>(per)));
-      return d / static_cast<double>(n);
-    }
-    for (int64_t i = 0; i < ref.numel(); ++i) {
-      double e = double(ref.data<float>()[i]) - q.data<float>()[i];
-      d += e * e;
-    }
-    return d / static_cast<double>(ref.numel()) / std::max(ref_ms, 1e-30);
-  };
+  auto damage = [&](const Tensor& q) -> double { return OutputDamage(metric, ref, q); };
 
   SensitivityResult res;
   res.metric = metric;
@@ -300,6 +307,334 @@ StatusOr<std::vector<int>> AllocateBits(const Model& model, const QdqPlan& plan,
   std::vector<int> bits(plan.weighted.size());
   for (size_t i = 0; i < bits.size(); ++i) bits[i] = item_bits[i][static_cast<size_t>((*sol)[i])];
   return bits;
+}
+
+
+std::string AllocationRefineResult::ToJson() const {
+  JsonWriter j;
+  j.BeginObject();
+  j.Field("initial_loss", initial_loss).Field("final_loss", final_loss);
+  j.Field("evaluations", static_cast<int64_t>(evaluations)).Field("accepted", static_cast<int64_t>(accepted));
+  j.Field("changed_layers", static_cast<int64_t>(changed_layers)).Field("seconds", seconds);
+  j.Key("candidates").BeginArray();
+  for (const Candidate& c : candidates) {
+    j.BeginObject();
+    j.Field("round", static_cast<int64_t>(c.round));
+    j.Field("changed", static_cast<int64_t>(c.changed)).Field("predicted", c.predicted);
+    j.Field("measured", c.measured).Field("accepted", c.accepted);
+    j.EndObject();
+  }
+  j.EndArray();
+  j.EndObject();
+  return j.str();
+}
+
+StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqPlan& plan,
+                                                  CalibrationSource& calibration, const WeightOptions& base,
+                                                  RoundingMethod rounding,
+                                                  const std::vector<LayerHessian>* hessians,
+                                                  const RoundingOptions& rounding_options,
+                                                  const SensitivityOptions& options, const Budget& budget,
+                                                  int act_bits, const std::vector<int>& bits0,
+                                                  const std::vector<int>& allowed,
+                                                  const AllocationRefineOptions& ropt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Graph& g = model.graph;
+  const size_t L = plan.weighted.size();
+  AllocationRefineResult res;
+  res.bits = bits0;
+  if (bits0.size() != L) return InvalidArgument("allocation refinement: ", bits0.size(), " widths for ", L, " layers");
+  if (ropt.evaluations < 1) return InvalidArgument("allocation refinement: evaluations must be at least 1");
+  if (rounding != RoundingMethod::kNearest && hessians == nullptr)
+    return InvalidArgument("allocation refinement with ", RoundingName(rounding), " rounding needs the Hessians");
+  if (ropt.rounds <= 0 || L == 0) return res;
+  RoundingOptions ro = rounding_options;
+  ro.method = rounding;
+  auto ins = g.RuntimeInputs();
+  if (ins.size() != 1) return Unsupported("allocation refinement needs a model with exactly one runtime input");
+  const std::string input = g.value(ins[0]).name();
+  const std::string output = g.value(g.outputs()[0]).name();
+  const int64_t n = std::min(options.samples, calibration.size());
+  if (n < 1) return InvalidArgument("allocation refinement needs calibration samples");
+  ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(calibration.size() - n, n));
+  SessionOptions so;
+  so.num_threads = options.threads;
+  Tensor ref;
+  {
+    ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(model, so));
+    ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run({{input, batch}}));
+    ref = out.at(output);
+  }
+  if (ref.dtype() != DataType::kFloat || ref.rank() < 1 || ref.dims()[0] != n)
+    return Unsupported("allocation refinement: the first output '", output, "' is not a float [N, ...] tensor");
+  std::string metric = options.metric;
+  if (metric == "auto") metric = ref.rank() == 2 && ref.dims()[1] > 1 ? "kl" : "mse";
+  if (metric != "kl" && metric != "mse") return InvalidArgument("sensitivity metric must be kl, mse or auto");
+
+  // Candidate widths, and every layer's dequantized weight at each (rounded as the sensitivity does).
+  std::set<int> wset;
+  for (int b : options.bits)
+    if (allowed.empty() || std::find(allowed.begin(), allowed.end(), b) != allowed.end()) wset.insert(b);
+  for (int b : bits0) wset.insert(b);
+  const std::vector<int> widths(wset.begin(), wset.end());
+  const size_t W = widths.size();
+  auto width_index = [&](int b) {
+    return static_cast<size_t>(std::lower_bound(widths.begin(), widths.end(), b) - widths.begin());
+  };
+  std::vector<Tensor> deq(L * W);
+  std::vector<Status> errs(L * W);
+  std::vector<std::vector<LayerHessian>> ones(L);
+  if (hessians)
+    for (size_t i = 0; i < L; ++i) ones[i].push_back((*hessians)[i]);
+  ThreadPool pool(options.threads);
+  pool.ParallelFor(static_cast<int64_t>(L * W), [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const size_t i = static_cast<size_t>(k) / W, wi = static_cast<size_t>(k) % W;
+      errs[static_cast<size_t>(k)] = [&]() -> Status {
+        QdqPlan sub;
+        sub.weighted.push_back(plan.weighted[i]);
+        sub.weighted[0].has_qbias = false;
+        ONNXQ_RETURN_IF_ERROR(QuantizeWeightsMixed(model, sub, {widths[wi]}, base,
+                                                   hessians ? &ones[i] : nullptr, ro, nullptr));
+        const QuantizedWeight& qw = sub.weighted[0].qweight;
+        ONNXQ_ASSIGN_OR_RETURN(Tensor t, Tensor::Create(DataType::kFloat, qw.q.dims()));
+        std::vector<int32_t> qi(static_cast<size_t>(qw.q.numel()));
+        for (int64_t e = 0; e < qw.q.numel(); ++e) qi[static_cast<size_t>(e)] = qw.q.data<int8_t>()[e];
+        ONNXQ_RETURN_IF_ERROR(DequantizeArray(qi, qw.q.dims(), qw.axis, qw.params,
+                                              std::span<float>(t.mutable_data<float>(), static_cast<size_t>(t.numel()))));
+        deq[static_cast<size_t>(k)] = std::move(t);
+        return Status::Ok();
+      }();
+    }
+  });
+  for (const Status& e : errs)
+    if (!e.ok()) {
+      Status s = e;
+      return s.Prepend("allocation refinement");
+    }
+
+  // Activations fake-quantized as the exported model does.
+  std::vector<ValueId> simulated;
+  for (ValueId v : SimulatedValues(plan)) {
+    const ActivationGroup* grp = plan.GroupOf(v);
+    if (grp != nullptr && grp->has_params) simulated.push_back(v);
+  }
+  const std::set<ValueId> simset(simulated.begin(), simulated.end());
+  std::map<std::string, Tensor> qfeeds{{input, batch}};
+  ONNXQ_RETURN_IF_ERROR(FakeQuantizeFeeds(plan, g, qfeeds));
+  auto build = [&](const std::vector<int>& b) -> Model {
+    Model q = model;
+    for (size_t i = 0; i < L; ++i) {
+      const WeightedNode& w = plan.weighted[i];
+      ValueId nv = q.graph.AddInitializer(g.value(w.weight).name() + "_refine", deq[i * W + width_index(b[i])]);
+      q.graph.SetNodeInput(w.node, static_cast<size_t>(w.weight_slot), nv);
+    }
+    return q;
+  };
+  // The loss, and (in `halves`) the same loss on the first and the second half of the samples.
+  const int64_t per = ref.numel() / n, half = n / 2;
+  double ref_ms = 0;
+  for (float v : ref.span<float>()) ref_ms += double(v) * v;
+  ref_ms /= static_cast<double>(std::max<int64_t>(ref.numel(), 1));
+  auto loss_of = [&](const std::vector<int>& b, std::array<double, 2>& halves) -> StatusOr<double> {
+    const Model q = build(b);
+    RunOptions rr;
+    rr.hooked_values = simulated;
+    rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status { return FakeQuantizeTensor(plan, v, t); };
+    ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(q, so));
+    ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run(qfeeds, rr));
+    const Tensor& qo = out.at(output);
+    halves = {0, 0};
+    for (int64_t i = 0; i < n; ++i) {
+      const float* r = ref.data<float>() + i * per;
+      const float* y = qo.data<float>() + i * per;
+      double d = 0;
+      if (metric == "kl") {
+        d = SoftmaxKl(std::span<const float>(r, static_cast<size_t>(per)), std::span<const float>(y, static_cast<size_t>(per)));
+      } else {
+        for (int64_t k = 0; k < per; ++k) d += (double(r[k]) - y[k]) * (double(r[k]) - y[k]);
+        d /= static_cast<double>(std::max<int64_t>(per, 1)) * std::max(ref_ms, 1e-30);
+      }
+      halves[i < half ? 0 : 1] += d;
+    }
+    halves[0] /= static_cast<double>(std::max<int64_t>(half, 1));
+    halves[1] /= static_cast<double>(std::max<int64_t>(n - half, 1));
+    return OutputDamage(metric, ref, qo);
+  };
+  std::array<double, 2> cur_halves{0, 0}, halves{0, 0};
+  const std::vector<LayerCost> costs = LayerCosts(model, plan);
+  ONNXQ_ASSIGN_OR_RETURN(const double limit, BudgetLimit(costs, budget));
+  auto total_cost = [&](const std::vector<int>& b) -> StatusOr<double> {
+    double c = 0;
+    for (size_t i = 0; i < L; ++i) {
+      ONNXQ_ASSIGN_OR_RETURN(double ci, LayerBudgetCost(costs[i], b[i], act_bits, budget.kind));
+      c += ci;
+    }
+    return c;
+  };
+  {
+    ONNXQ_ASSIGN_OR_RETURN(double c, total_cost(bits0));
+    if (c > limit) return InvalidArgument("allocation refinement: the allocation does not fit ", budget.ToString());
+  }
+  std::map<NodeId, size_t> pos;
+  for (size_t k = 0; k < g.order().size(); ++k) pos[g.order()[k]] = k;
+  std::vector<size_t> layer_order(L);
+  for (size_t i = 0; i < L; ++i) layer_order[i] = i;
+  std::stable_sort(layer_order.begin(), layer_order.end(), [&](size_t a, size_t b) {
+    return pos[plan.weighted[a].node] < pos[plan.weighted[b].node];
+  });
+
+  std::vector<int> cur = bits0;
+  ONNXQ_ASSIGN_OR_RETURN(double cur_loss, loss_of(cur, cur_halves));
+  res.initial_loss = cur_loss;
+  for (int round = 0; round < ropt.rounds; ++round) {
+    // damage[i][w]: whole-model loss with layer i at widths[w] and the others at `cur`.
+    std::vector<std::vector<double>> dmg(L, std::vector<double>(W, std::numeric_limits<double>::quiet_NaN()));
+    const Model qm = build(cur);
+    const Graph& qg = qm.graph;
+    constexpr size_t kChunk = 8;
+    for (size_t c0 = 0; c0 < L; c0 += kChunk) {
+      const size_t c1 = std::min(L, c0 + kChunk);
+      std::vector<SuffixModel> suffixes;
+      std::set<ValueId> needed;
+      for (size_t c = c0; c < c1; ++c) {
+        ONNXQ_ASSIGN_OR_RETURN(SuffixModel sm, BuildSuffix(qm, plan.weighted[layer_order[c]], pos));
+        for (ValueId v : sm.cut) needed.insert(v);
+        suffixes.push_back(std::move(sm));
+      }
+      std::map<ValueId, Tensor> captured;
+      {
+        RunOptions rr;
+        std::set<ValueId> hooked(simulated.begin(), simulated.end());
+        for (ValueId v : needed)
+          if (!qg.IsGraphInput(v)) hooked.insert(v);
+        rr.hooked_values.assign(hooked.begin(), hooked.end());
+        rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
+          if (simset.count(v)) ONNXQ_RETURN_IF_ERROR(FakeQuantizeTensor(plan, v, t));
+          if (needed.count(v)) captured[v] = t.Clone();
+          return Status::Ok();
+        };
+        ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(qm, so));
+        ONNXQ_RETURN_IF_ERROR(fs->Run(qfeeds, rr).status());
+        captured[ins[0]] = qfeeds.at(input);
+      }
+      for (size_t c = c0; c < c1; ++c) {
+        const size_t i = layer_order[c];
+        SuffixModel& sm = suffixes[c - c0];
+        std::map<std::string, Tensor> sfeeds;
+        for (ValueId v : sm.cut) {
+          auto it = captured.find(v);
+          if (it == captured.end())
+            return Internal("allocation refinement: tensor '", g.value(v).name(), "' was not captured");
+          sfeeds[g.value(v).name()] = it->second;
+        }
+        RunOptions rr;
+        for (ValueId v : simulated)
+          if (sm.model.graph.Producer(v) != nullptr) rr.hooked_values.push_back(v);
+        rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status { return FakeQuantizeTensor(plan, v, t); };
+        ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(sm.model, so));
+        const size_t ci = width_index(cur[i]);
+        dmg[i][ci] = cur_loss;
+        for (size_t wi = 0; wi < W; ++wi) {
+          if (wi == ci || (wi > ci ? wi - ci : ci - wi) > 1) continue;
+          sfeeds[sm.weight_input] = deq[i * W + wi];
+          ONNXQ_ASSIGN_OR_RETURN(auto out, session->Run(sfeeds, rr));
+          dmg[i][wi] = OutputDamage(metric, ref, out.at(output));
+        }
+      }
+    }
+    // Swaps: one layer up one width, the budget made up by moving other layers down one width
+    // (least measured damage per unit of cost saved first). Ranked by the summed in-context
+    // changes; each is then measured on the whole model and kept only if the loss drops. Layers
+    // changed in this round are left alone until the next round re-measures them in context.
+    auto neighbour = [&](int b, int dir) -> int {
+      const size_t k = width_index(b);
+      if (dir > 0) return k + 1 < W ? widths[k + 1] : 0;
+      return k > 0 ? widths[k - 1] : 0;
+    };
+    std::vector<bool> frozen(L, false);
+    struct Move {
+      std::vector<int> bits;
+      double predicted = 0;
+      int changed = 0;
+    };
+    auto make_move = [&](size_t up) -> StatusOr<std::optional<Move>> {
+      const int u = neighbour(cur[up], +1);
+      if (u == 0 || frozen[up] || std::isnan(dmg[up][width_index(u)])) return std::optional<Move>();
+      Move m;
+      m.bits = cur;
+      m.bits[up] = u;
+      m.predicted = dmg[up][width_index(u)] - cur_loss;
+      m.changed = 1;
+      ONNXQ_ASSIGN_OR_RETURN(double cost, total_cost(m.bits));
+      if (cost > limit) {
+        std::vector<std::pair<double, size_t>> downs;  // damage per cost saved
+        for (size_t j = 0; j < L; ++j) {
+          const int d = neighbour(cur[j], -1);
+          if (j == up || frozen[j] || d == 0 || std::isnan(dmg[j][width_index(d)])) continue;
+          ONNXQ_ASSIGN_OR_RETURN(double c_hi, LayerBudgetCost(costs[j], cur[j], act_bits, budget.kind));
+          ONNXQ_ASSIGN_OR_RETURN(double c_lo, LayerBudgetCost(costs[j], d, act_bits, budget.kind));
+          if (c_hi <= c_lo) continue;
+          downs.emplace_back((dmg[j][width_index(d)] - cur_loss) / (c_hi - c_lo), j);
+        }
+        std::sort(downs.begin(), downs.end());
+        for (const auto& [ratio, j] : downs) {
+          if (cost <= limit || m.changed > ropt.max_down) break;
+          const int d = neighbour(cur[j], -1);
+          ONNXQ_ASSIGN_OR_RETURN(double c_hi, LayerBudgetCost(costs[j], cur[j], act_bits, budget.kind));
+          ONNXQ_ASSIGN_OR_RETURN(double c_lo, LayerBudgetCost(costs[j], d, act_bits, budget.kind));
+          m.bits[j] = d;
+          cost -= c_hi - c_lo;
+          m.predicted += dmg[j][width_index(d)] - cur_loss;
+          ++m.changed;
+        }
+        ONNXQ_ASSIGN_OR_RETURN(cost, total_cost(m.bits));  // exact, not the running sum
+        if (cost > limit) return std::optional<Move>();
+      }
+      if (!(m.predicted < 0)) return std::optional<Move>();
+      return std::optional<Move>(std::move(m));
+    };
+    std::vector<std::pair<double, size_t>> ranked;
+    for (size_t i = 0; i < L; ++i) {
+      ONNXQ_ASSIGN_OR_RETURN(std::optional<Move> m, make_move(i));
+      if (m) ranked.emplace_back(m->predicted, i);
+    }
+    std::stable_sort(ranked.begin(), ranked.end());
+    bool improved = false;
+    int tried = 0;
+    for (const auto& [p0, up] : ranked) {
+      if (tried >= ropt.evaluations) break;
+      ONNXQ_ASSIGN_OR_RETURN(std::optional<Move> m, make_move(up));  // against the current allocation
+      if (!m) continue;
+      ++tried;
+      ONNXQ_ASSIGN_OR_RETURN(double l, loss_of(m->bits, halves));
+      ++res.evaluations;
+      AllocationRefineResult::Candidate rec;
+      rec.round = round;
+      rec.changed = m->changed;
+      rec.predicted = cur_loss + m->predicted;
+      rec.measured = l;
+      // Kept only if both halves of the samples agree: a gain on one half alone is a fit to it.
+      rec.accepted = l < cur_loss * (1 - ropt.min_gain) &&
+                     (!ropt.both_halves || n < 2 || (halves[0] < cur_halves[0] && halves[1] < cur_halves[1]));
+      res.candidates.push_back(rec);
+      if (rec.accepted) {
+        for (size_t i = 0; i < L; ++i)
+          if (m->bits[i] != cur[i]) frozen[i] = true;
+        cur = std::move(m->bits);
+        cur_loss = l;
+        cur_halves = halves;
+        ++res.accepted;
+        improved = true;
+      }
+    }
+    if (!improved) break;
+  }
+  res.bits = cur;
+  res.final_loss = cur_loss;
+  for (size_t i = 0; i < L; ++i) res.changed_layers += cur[i] != bits0[i];
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
 }
 
 }  // namespace onnxq::quant

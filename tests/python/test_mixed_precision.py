@@ -290,3 +290,52 @@ def test_cli_sensitivity_and_budget(tmp_path, onnxq_cli):
                           str(d), "--layer-bits", "nosuch=4"], capture_output=True, text=True)
     assert bad.returncode != 0 and "nosuch" in bad.stderr
     assert not (tmp_path / "b.onnx").exists()
+
+
+def _kl(p_logits, q_logits):
+    def lsm(a):
+        a = a.astype(np.float64)
+        m = a.max(1, keepdims=True)
+        return a - m - np.log(np.exp(a - m).sum(1, keepdims=True))
+    p, q = lsm(p_logits), lsm(q_logits)
+    return float((np.exp(p) * (p - q)).sum(1).mean())
+
+
+def test_allocation_refinement(tmp_path):
+    # Whole-model refinement of the allocation: its losses are the KL of the fake-quant model on the
+    # last sensitivity_samples calibration samples (checked against ONNX Runtime on the exported
+    # files, bias correction off so the export is exactly what was measured), it never ends above
+    # the knapsack's loss, keeps the budget and is deterministic.
+    fpath = _model(tmp_path / "f.onnx")
+    calib = _samples(24, 4)  # a case where swaps are both kept and rejected
+    cfg = {"threads": 1, "sensitivity_samples": 12, "candidate_bits": [2, 3, 4, 5, 6, 8], "calibrator": "minmax",
+           "bias_correction": "off", "weight_bits_avg": 3.5}
+    base = onnxq.quantize(str(fpath), calib, cfg)
+    runs = [onnxq.quantize(str(fpath), calib, dict(cfg, allocation_refine=3)) for _ in range(2)]
+    ref, again = (dict(r.report["mixed_precision"]["refine"]) for r in runs)
+    ref.pop("seconds"), again.pop("seconds")
+    assert again == ref
+    assert [w["bits"] for w in runs[1].report["weights"]] == [w["bits"] for w in runs[0].report["weights"]]
+    assert "refine" not in base.report["mixed_precision"]
+    x = np.stack(calib[-12:])
+    f = _ort(fpath, x)
+    paths = []
+    for name, r in [("base", base), ("refined", runs[0])]:
+        paths.append(tmp_path / (name + ".onnx"))
+        onnxq.save(r.model, str(paths[-1]))
+        assert r.report["sizes"]["average_weight_bits"] <= 3.5 + 1e-12
+    base_loss = _kl(f, _ort(paths[0], x))
+    assert ref["initial_loss"] == pytest.approx(base_loss, rel=0.05)
+    assert ref["final_loss"] == pytest.approx(_kl(f, _ort(paths[1], x)), rel=0.05)
+    assert ref["final_loss"] <= ref["initial_loss"]
+    loss = ref["initial_loss"]
+    for c in ref["candidates"]:
+        assert c["measured"] < loss * 0.99 or not c["accepted"]
+        if c["accepted"]:
+            loss = c["measured"]
+    assert loss == ref["final_loss"]
+    assert ref["evaluations"] == len(ref["candidates"]) >= 1
+    changed = sum(a["bits"] != b["bits"] for a, b in zip(base.report["weights"], runs[0].report["weights"]))
+    assert changed == ref["changed_layers"]
+    assert ref["accepted"] >= 1 and changed > 0 and ref["final_loss"] < base_loss
+    assert any(not c["accepted"] for c in ref["candidates"])
