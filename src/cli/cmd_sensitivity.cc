@@ -1,6 +1,6 @@
-// `onnxq sensitivity MODEL --calib DIR ...`: per-layer damage of weight quantization at each
-// candidate bit width (what the mixed-precision allocator of `onnxq quantize --weight-bits-avg`
-// minimises), as a table or JSON.
+// `onnxq sensitivity MODEL --calib DIR ...` (--calib NAME=PATH once per input of a model with
+// several): per-layer damage of weight quantization at each candidate bit width (what the
+// mixed-precision allocator of `onnxq quantize --weight-bits-avg` minimises), as a table or JSON.
 #include <cstdio>
 
 #include "cli/args.h"
@@ -24,7 +24,9 @@ int RunSensitivity(const std::vector<std::string>& args) {
               "MSE) with only that layer's weights quantized, on the last --samples of the first\n"
               "--samples (+ --rounding-samples with adaround/gptq) images of the calibration data.");
   p.Positional("MODEL", "the float .onnx model");
-  p.Option("calib", 0, "PATH", "calibration data: image folder (labels.tsv order if present), .npy folder or stacked .npy")
+  p.Option("calib", 0, "PATH", "calibration data: image folder (labels.tsv order if present), .npy folder "
+                               "or stacked .npy; a model with several inputs takes NAME=PATH once per input")
+      .Repeated()
       .Required();
   p.Option("labels", 0, "TSV", "labels.tsv defining the sample order (default: PATH/labels.tsv)");
   AddDataOptions(p);
@@ -71,9 +73,8 @@ int RunSensitivity(const std::vector<std::string>& args) {
     dopt.labels = a.Get("labels");
     // The rounding's Gram matrices use the first samples, the damage the last ones: keep them apart.
     dopt.count = cfg.sensitivity_samples + (cfg.rounding != "nearest" ? cfg.rounding_samples : 0);
-    ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("calib"), dopt));
-    auto source = quant::DatasetSource(*data, &pool);
-    ONNXQ_ASSIGN_OR_RETURN(quant::SensitivityResult r, quant::Sensitivity(model, *source, cfg));
+    ONNXQ_ASSIGN_OR_RETURN(CalibrationData data, OpenCalibrationData(a, model, dopt, &pool));
+    ONNXQ_ASSIGN_OR_RETURN(quant::SensitivityResult r, quant::Sensitivity(model, *data.source, cfg));
     const std::string json = r.ToJson();
     if (a.Has("output")) {
       Status s = AtomicWriteFile(a.Get("output"), json + "\n");

@@ -887,11 +887,9 @@ StatusOr<std::vector<LayerHessian>> QuantizeWeightsSequential(
   const Graph& g = model.graph;
   std::vector<LayerHessian> out(plan.weighted.size());
   if (plan.weighted.empty()) return out;
-  auto ins = g.RuntimeInputs();
-  if (ins.size() != 1)
-    return Unsupported("the asymmetric rounding objective needs a model with one runtime input; this one has ",
-                       ins.size(), " (use the float objective)");
-  const ValueId in_id = ins[0];
+  const std::vector<ValueId> ins = g.RuntimeInputs();
+  std::vector<std::string> input_names;
+  for (ValueId v : ins) input_names.push_back(g.value(v).name());
   const std::vector<NodeId>& order = g.order();
   std::map<NodeId, size_t> pos;
   for (size_t k = 0; k < order.size(); ++k) pos[order[k]] = k;
@@ -922,11 +920,17 @@ StatusOr<std::vector<LayerHessian>> QuantizeWeightsSequential(
   // Live tensors of every batch, for the float model (f) and the model quantized so far (q).
   std::vector<std::map<ValueId, Tensor>> live_f, live_q;
   for (int64_t b = 0; b < n; b += bs) {
-    ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(b, std::min(bs, n - b)));
-    Tensor qb = batch.Clone();
-    if (plan.GroupOf(in_id) != nullptr) ONNXQ_RETURN_IF_ERROR(FakeQuantizeTensor(plan, in_id, qb));
-    live_f.push_back({{in_id, std::move(batch)}});
-    live_q.push_back({{in_id, std::move(qb)}});
+    ONNXQ_ASSIGN_OR_RETURN(auto feeds, calibration.Feeds(b, std::min(bs, n - b), input_names));
+    std::map<ValueId, Tensor> f, q;
+    for (ValueId v : ins) {
+      Tensor& t = feeds.at(g.value(v).name());
+      Tensor qt = t.Clone();
+      if (plan.GroupOf(v) != nullptr) ONNXQ_RETURN_IF_ERROR(FakeQuantizeTensor(plan, v, qt));
+      f.emplace(v, std::move(t));
+      q.emplace(v, std::move(qt));
+    }
+    live_f.push_back(std::move(f));
+    live_q.push_back(std::move(q));
   }
   const std::vector<ValueId> simulated = SimulatedValues(plan);
   ThreadPool local(ho.threads);

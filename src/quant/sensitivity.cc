@@ -109,6 +109,19 @@ StatusOr<SuffixModel> BuildSuffix(const Model& model, const WeightedNode& w,
   return sm;
 }
 
+std::vector<std::string> InputNames(const Graph& g, const std::vector<ValueId>& ins) {
+  std::vector<std::string> names;
+  for (ValueId v : ins) names.push_back(g.value(v).name());
+  return names;
+}
+
+// Graph inputs are fed, not produced, so the run's hook never sees them: suffixes that read one
+// take it from the feeds.
+void CaptureInputs(const Graph& g, const std::vector<ValueId>& ins, const std::map<std::string, Tensor>& feeds,
+                   std::map<ValueId, Tensor>& captured) {
+  for (ValueId v : ins) captured[v] = feeds.at(g.value(v).name());
+}
+
 }  // namespace
 
 double OutputDamage(const std::string& metric, const Tensor& ref, const Tensor& q) {
@@ -147,18 +160,16 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
     return InvalidArgument("sensitivity with ", RoundingName(rounding), " rounding needs the Hessians");
   RoundingOptions ro = rounding_options;
   ro.method = rounding;
-  auto ins = g.RuntimeInputs();
-  if (ins.size() != 1) return Unsupported("sensitivity needs a model with exactly one runtime input");
+  const std::vector<ValueId> ins = g.RuntimeInputs();
+  if (ins.empty()) return InvalidArgument("sensitivity: the model has no runtime input");
   if (g.outputs().empty()) return InvalidArgument("the model has no output");
-  const std::string input = g.value(ins[0]).name();
   const std::string output = g.value(g.outputs()[0]).name();
   const int64_t n = std::min(options.samples, calibration.size());
   if (n < 1) return InvalidArgument("sensitivity needs calibration samples");
   // The last samples: GPTQ's Hessians come from the first ones, and rounding fitted to a sample
   // would look better on it than it is.
-  ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(calibration.size() - n, n));
-  std::map<std::string, Tensor> feeds;
-  feeds.emplace(input, batch);
+  ONNXQ_ASSIGN_OR_RETURN(const auto feeds,
+                         calibration.Feeds(calibration.size() - n, n, InputNames(g, ins)));
   SessionOptions so;
   so.num_threads = options.threads;
   Tensor ref;
@@ -213,7 +224,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
       };
       ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(model, so));
       ONNXQ_RETURN_IF_ERROR(fs->Run(feeds, ro).status());
-      captured[ins[0]] = batch;
+      CaptureInputs(g, ins, feeds, captured);
     }
     for (size_t c = c0; c < c1; ++c) {
       const size_t li = layer_order[c];
@@ -350,19 +361,20 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
   if (ropt.rounds <= 0 || L == 0) return res;
   RoundingOptions ro = rounding_options;
   ro.method = rounding;
-  auto ins = g.RuntimeInputs();
-  if (ins.size() != 1) return Unsupported("allocation refinement needs a model with exactly one runtime input");
-  const std::string input = g.value(ins[0]).name();
+  const std::vector<ValueId> ins = g.RuntimeInputs();
+  if (ins.empty()) return InvalidArgument("allocation refinement: the model has no runtime input");
+  if (g.outputs().empty()) return InvalidArgument("the model has no output");
   const std::string output = g.value(g.outputs()[0]).name();
   const int64_t n = std::min(options.samples, calibration.size());
   if (n < 1) return InvalidArgument("allocation refinement needs calibration samples");
-  ONNXQ_ASSIGN_OR_RETURN(Tensor batch, calibration.Batch(calibration.size() - n, n));
+  ONNXQ_ASSIGN_OR_RETURN(const auto feeds,
+                         calibration.Feeds(calibration.size() - n, n, InputNames(g, ins)));
   SessionOptions so;
   so.num_threads = options.threads;
   Tensor ref;
   {
     ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(model, so));
-    ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run({{input, batch}}));
+    ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run(feeds));
     ref = out.at(output);
   }
   if (ref.dtype() != DataType::kFloat || ref.rank() < 1 || ref.dims()[0] != n)
@@ -420,7 +432,7 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
     if (grp != nullptr && grp->has_params) simulated.push_back(v);
   }
   const std::set<ValueId> simset(simulated.begin(), simulated.end());
-  std::map<std::string, Tensor> qfeeds{{input, batch}};
+  std::map<std::string, Tensor> qfeeds = feeds;  // FakeQuantizeFeeds replaces, never writes into, a tensor
   ONNXQ_RETURN_IF_ERROR(FakeQuantizeFeeds(plan, g, qfeeds));
   auto build = [&](const std::vector<int>& b) -> Model {
     Model q = model;
@@ -516,7 +528,7 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
         };
         ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(qm, so));
         ONNXQ_RETURN_IF_ERROR(fs->Run(qfeeds, rr).status());
-        captured[ins[0]] = qfeeds.at(input);
+        CaptureInputs(g, ins, qfeeds, captured);
       }
       for (size_t c = c0; c < c1; ++c) {
         const size_t i = layer_order[c];
