@@ -144,6 +144,40 @@ double OutputDamage(const std::string& metric, const Tensor& ref, const Tensor& 
   return d / static_cast<double>(std::max<int64_t>(ref.numel(), 1)) / std::max(ref_ms, 1e-30);
 }
 
+// The reference both measurements compare against: the last `samples` calibration samples (the
+// rounding's Gram matrices come from the first ones), every runtime input fed, and the float
+// model's first output on them with the damage metric it calls for.
+struct Reference {
+  std::vector<ValueId> inputs;
+  std::map<std::string, Tensor> feeds;
+  std::string output, metric;
+  Tensor logits;
+};
+
+StatusOr<Reference> FloatReference(const Model& model, CalibrationSource& calibration, const SensitivityOptions& options,
+                                   const std::string& what) {
+  const Graph& g = model.graph;
+  Reference r;
+  r.inputs = g.RuntimeInputs();
+  if (r.inputs.empty()) return InvalidArgument(what, ": the model has no runtime input");
+  if (g.outputs().empty()) return InvalidArgument("the model has no output");
+  r.output = g.value(g.outputs()[0]).name();
+  const int64_t n = std::min(options.samples, calibration.size());
+  if (n < 1) return InvalidArgument(what, " needs calibration samples");
+  ONNXQ_ASSIGN_OR_RETURN(r.feeds, calibration.Feeds(calibration.size() - n, n, InputNames(g, r.inputs)));
+  SessionOptions so;
+  so.num_threads = options.threads;
+  ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(model, so));
+  ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run(r.feeds));
+  r.logits = out.at(r.output);
+  if (r.logits.dtype() != DataType::kFloat || r.logits.rank() < 1 || r.logits.dims()[0] != n)
+    return Unsupported(what, ": the first output '", r.output, "' is not a float [N, ...] tensor");
+  r.metric = options.metric;
+  if (r.metric == "auto") r.metric = r.logits.rank() == 2 && r.logits.dims()[1] > 1 ? "kl" : "mse";
+  if (r.metric != "kl" && r.metric != "mse") return InvalidArgument("sensitivity metric must be kl, mse or auto");
+  return r;
+}
+
 StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan& plan,
                                                CalibrationSource& calibration, const WeightOptions& base,
                                                RoundingMethod rounding,
@@ -160,29 +194,17 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
     return InvalidArgument("sensitivity with ", RoundingName(rounding), " rounding needs the Hessians");
   RoundingOptions ro = rounding_options;
   ro.method = rounding;
-  const std::vector<ValueId> ins = g.RuntimeInputs();
-  if (ins.empty()) return InvalidArgument("sensitivity: the model has no runtime input");
-  if (g.outputs().empty()) return InvalidArgument("the model has no output");
-  const std::string output = g.value(g.outputs()[0]).name();
-  const int64_t n = std::min(options.samples, calibration.size());
-  if (n < 1) return InvalidArgument("sensitivity needs calibration samples");
   // The last samples: GPTQ's Hessians come from the first ones, and rounding fitted to a sample
   // would look better on it than it is.
-  ONNXQ_ASSIGN_OR_RETURN(const auto feeds,
-                         calibration.Feeds(calibration.size() - n, n, InputNames(g, ins)));
+  ONNXQ_ASSIGN_OR_RETURN(Reference rf, FloatReference(model, calibration, options, "sensitivity"));
+  const std::vector<ValueId>& ins = rf.inputs;
+  const auto& feeds = rf.feeds;
+  const std::string& output = rf.output;
+  const std::string& metric = rf.metric;
+  const Tensor& ref = rf.logits;
+  const int64_t n = ref.dims()[0];
   SessionOptions so;
   so.num_threads = options.threads;
-  Tensor ref;
-  {
-    ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(model, so));
-    ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run(feeds));
-    ref = out.at(output);
-  }
-  if (ref.dtype() != DataType::kFloat || ref.rank() < 1 || ref.dims()[0] != n)
-    return Unsupported("sensitivity: the first output '", output, "' is not a float [N, ...] tensor");
-  std::string metric = options.metric;
-  if (metric == "auto") metric = ref.rank() == 2 && ref.dims()[1] > 1 ? "kl" : "mse";
-  if (metric != "kl" && metric != "mse") return InvalidArgument("sensitivity metric must be kl, mse or auto");
   auto damage = [&](const Tensor& q) -> double { return OutputDamage(metric, ref, q); };
 
   SensitivityResult res;
@@ -361,27 +383,15 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
   if (ropt.rounds <= 0 || L == 0) return res;
   RoundingOptions ro = rounding_options;
   ro.method = rounding;
-  const std::vector<ValueId> ins = g.RuntimeInputs();
-  if (ins.empty()) return InvalidArgument("allocation refinement: the model has no runtime input");
-  if (g.outputs().empty()) return InvalidArgument("the model has no output");
-  const std::string output = g.value(g.outputs()[0]).name();
-  const int64_t n = std::min(options.samples, calibration.size());
-  if (n < 1) return InvalidArgument("allocation refinement needs calibration samples");
-  ONNXQ_ASSIGN_OR_RETURN(const auto feeds,
-                         calibration.Feeds(calibration.size() - n, n, InputNames(g, ins)));
+  ONNXQ_ASSIGN_OR_RETURN(Reference rf, FloatReference(model, calibration, options, "allocation refinement"));
+  const std::vector<ValueId>& ins = rf.inputs;
+  const auto& feeds = rf.feeds;
+  const std::string& output = rf.output;
+  const std::string& metric = rf.metric;
+  const Tensor& ref = rf.logits;
+  const int64_t n = ref.dims()[0];
   SessionOptions so;
   so.num_threads = options.threads;
-  Tensor ref;
-  {
-    ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(model, so));
-    ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run(feeds));
-    ref = out.at(output);
-  }
-  if (ref.dtype() != DataType::kFloat || ref.rank() < 1 || ref.dims()[0] != n)
-    return Unsupported("allocation refinement: the first output '", output, "' is not a float [N, ...] tensor");
-  std::string metric = options.metric;
-  if (metric == "auto") metric = ref.rank() == 2 && ref.dims()[1] > 1 ? "kl" : "mse";
-  if (metric != "kl" && metric != "mse") return InvalidArgument("sensitivity metric must be kl, mse or auto");
 
   // Candidate widths, and every layer's dequantized weight at each (rounded as the sensitivity does).
   std::set<int> wset;
