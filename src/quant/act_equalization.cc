@@ -9,6 +9,7 @@
 
 #include "onnxq/quant/quantize_model.h"
 #include "onnxq/quant/report.h"
+#include "onnxq/runtime/batch.h"
 #include "onnxq/runtime/session.h"
 
 namespace onnxq::quant {
@@ -365,22 +366,17 @@ StatusOr<ActEqualizationResult> EqualizeActivations(Model& model, CalibrationSou
     std::vector<std::string> inputs;
     for (ValueId v : g.RuntimeInputs()) inputs.push_back(g.value(v).name());
     if (inputs.empty()) return InvalidArgument("activation equalization: the model has no runtime input");
-    int64_t bs = options.batch_size, n = std::min(options.samples, calibration.size());
-    // A fixed batch dim must be used as is.
-    const auto rin = g.RuntimeInputs();
-    if (rin.size() == 1) {
-      const Value& in = g.value(rin[0]);
-      if (in.shape && in.shape->rank() > 0 && (*in.shape)[0].is_known() && (*in.shape)[0].value >= 1) {
-        bs = (*in.shape)[0].value;
-        n = std::max(bs, n / bs * bs);
-        if (n > calibration.size()) n = 0;
-      }
-    }
+    // A fixed batch size must be used as is: batches of a multiple of it, run in parts of it.
+    ONNXQ_ASSIGN_OR_RETURN(const int64_t fixed, FixedBatchSize(model));
+    const int64_t bs = AlignToBatch(options.batch_size, fixed);
+    int64_t n = std::min(options.samples, calibration.size());
+    if (fixed > 0) n = n / fixed * fixed;
     if (n < 1) return InvalidArgument("activation equalization: not enough calibration samples");
     SessionOptions so;
     so.num_threads = options.threads;
     ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(model, so));
     RunOptions ro;
+    ro.batch_chunk = fixed;
     for (const auto& [v, gi] : group_of) ro.hooked_values.push_back(v);
     ro.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
       auto it = group_of.find(v);

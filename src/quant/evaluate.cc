@@ -8,6 +8,7 @@
 #include "onnxq/base/thread_pool.h"
 #include "onnxq/quant/qdq_plan.h"
 #include "onnxq/quant/report.h"
+#include "onnxq/runtime/batch.h"
 #include "onnxq/runtime/session.h"
 
 namespace onnxq::quant {
@@ -26,10 +27,13 @@ std::vector<int64_t> TopK(std::span<const float> x, int64_t k) {
   return idx;
 }
 
-StatusOr<Tensor> Logits(Session& s, const std::string& input, const std::string& output, Tensor batch) {
+StatusOr<Tensor> Logits(Session& s, const std::string& input, const std::string& output, Tensor batch,
+                        int64_t fixed_batch) {
   std::map<std::string, Tensor> feeds;
   feeds.emplace(input, std::move(batch));
-  ONNXQ_ASSIGN_OR_RETURN(auto out, s.Run(feeds));
+  RunOptions ro;
+  ro.batch_chunk = fixed_batch;
+  ONNXQ_ASSIGN_OR_RETURN(auto out, s.Run(feeds, ro));
   Tensor t = out.at(output);
   if (t.dtype() != DataType::kFloat || t.rank() < 1)
     return InvalidArgument("output '", output, "' is not a float tensor of logits");
@@ -83,19 +87,30 @@ StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, co
     if (ref->input_names().size() != 1)
       return Unsupported("the reference model must have one input");
   }
+  // Models that fix their batch size run in parts of it; a batch must then be a multiple of both.
+  ONNXQ_ASSIGN_OR_RETURN(const int64_t fixed, FixedBatchSize(model));
+  int64_t fixed_ref = 0;
+  if (reference) {
+    ONNXQ_ASSIGN_OR_RETURN(fixed_ref, FixedBatchSize(*reference));
+  }
+  const int64_t step = std::lcm(std::max<int64_t>(fixed, 1), std::max<int64_t>(fixed_ref, 1));
+  if (data.size() % step != 0)
+    return InvalidArgument("the evaluation set's ", data.size(), " samples are not a multiple of ", step,
+                           ", the batch size the model", reference ? " and the reference fix" : " fixes");
+  const int64_t batch_size = step > 1 ? std::max(step, options.batch_size / step * step) : options.batch_size;
   ThreadPool pool(options.threads);
   EvalResult r;
   r.has_labels = data.has_labels();
   r.has_reference = reference != nullptr;
   int64_t c1 = 0, c5 = 0, r1 = 0, r5 = 0, agree = 0;
   double kl = 0;
-  for (int64_t b = 0; b < data.size(); b += options.batch_size) {
-    int64_t n = std::min(options.batch_size, data.size() - b);
+  for (int64_t b = 0; b < data.size(); b += batch_size) {
+    int64_t n = std::min(batch_size, data.size() - b);
     ONNXQ_ASSIGN_OR_RETURN(Tensor batch, data.LoadBatch(b, n, &pool));
-    ONNXQ_ASSIGN_OR_RETURN(Tensor y, Logits(*sess, sess->input_names()[0], sess->output_names()[0], batch));
+    ONNXQ_ASSIGN_OR_RETURN(Tensor y, Logits(*sess, sess->input_names()[0], sess->output_names()[0], batch, fixed));
     Tensor yr;
     if (ref) {
-      ONNXQ_ASSIGN_OR_RETURN(yr, Logits(*ref, ref->input_names()[0], ref->output_names()[0], batch));
+      ONNXQ_ASSIGN_OR_RETURN(yr, Logits(*ref, ref->input_names()[0], ref->output_names()[0], batch, fixed_ref));
       if (yr.numel() != y.numel())
         return InvalidArgument("the model and the reference produce outputs of different sizes (",
                                DimsToString(y.dims()), " vs ", DimsToString(yr.dims()), ")");

@@ -15,6 +15,7 @@
 #include "onnxq/passes/pass.h"
 #include "onnxq/quant/act_equalization.h"
 #include "onnxq/quant/report.h"
+#include "onnxq/runtime/batch.h"
 #include "onnxq/runtime/session.h"
 
 namespace onnxq::quant {
@@ -148,18 +149,14 @@ StatusOr<std::vector<std::string>> InputNames(const Model& m) {
   return names;
 }
 
-// Batch size for runs of `model`: `wanted`, unless the input's batch dim is a fixed number, which
-// every run must then use (the calibration set size must be a multiple of it).
+// Batch size for runs of `model`: `wanted`, unless the inputs fix the batch size, which every run
+// must then use (the calibration set size must be a multiple of it).
 StatusOr<int64_t> RunBatch(const Model& m, int64_t wanted, int64_t samples) {
-  auto in = m.graph.RuntimeInputs();
-  if (in.size() != 1) return wanted;
-  const Value& v = m.graph.value(in[0]);
-  if (!v.shape || v.shape->rank() == 0 || !(*v.shape)[0].is_known()) return wanted;
-  int64_t b = (*v.shape)[0].value;
+  ONNXQ_ASSIGN_OR_RETURN(const int64_t b, FixedBatchSize(m));
   if (b < 1) return wanted;
   if (samples % b != 0)
-    return InvalidArgument("the model's input '", v.name(), "' has a fixed batch size of ", b,
-                           "; the calibration set's ", samples, " samples are not a multiple of it");
+    return InvalidArgument("the model's inputs have a fixed batch size of ", b, "; the calibration set's ", samples,
+                           " samples are not a multiple of it");
   return b;
 }
 

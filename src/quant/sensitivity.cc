@@ -13,6 +13,7 @@
 #include "onnxq/quant/evaluate.h"
 #include "onnxq/quant/quantize_model.h"
 #include "onnxq/quant/report.h"
+#include "onnxq/runtime/batch.h"
 #include "onnxq/runtime/session.h"
 
 namespace onnxq::quant {
@@ -122,6 +123,16 @@ void CaptureInputs(const Graph& g, const std::vector<ValueId>& ins, const std::m
   for (ValueId v : ins) captured[v] = feeds.at(g.value(v).name());
 }
 
+// A hook sees a run split by RunOptions::batch_chunk one part at a time: it collects the parts,
+// joined here.
+Status JoinCaptured(std::map<ValueId, std::vector<Tensor>>& parts, std::map<ValueId, Tensor>& captured) {
+  for (auto& [v, ts] : parts) {
+    ONNXQ_ASSIGN_OR_RETURN(captured[v], ConcatBatch(ts));
+  }
+  parts.clear();
+  return Status::Ok();
+}
+
 }  // namespace
 
 double OutputDamage(const std::string& metric, const Tensor& ref, const Tensor& q) {
@@ -152,6 +163,7 @@ struct Reference {
   std::map<std::string, Tensor> feeds;
   std::string output, metric;
   Tensor logits;
+  int64_t batch = 0;  // the model's fixed batch size (0: any); every run is split into runs of it
 };
 
 StatusOr<Reference> FloatReference(const Model& model, CalibrationSource& calibration, const SensitivityOptions& options,
@@ -162,13 +174,19 @@ StatusOr<Reference> FloatReference(const Model& model, CalibrationSource& calibr
   if (r.inputs.empty()) return InvalidArgument(what, ": the model has no runtime input");
   if (g.outputs().empty()) return InvalidArgument("the model has no output");
   r.output = g.value(g.outputs()[0]).name();
-  const int64_t n = std::min(options.samples, calibration.size());
-  if (n < 1) return InvalidArgument(what, " needs calibration samples");
+  ONNXQ_ASSIGN_OR_RETURN(r.batch, FixedBatchSize(model));
+  int64_t n = std::min(options.samples, calibration.size());
+  if (r.batch > 0) n = n / r.batch * r.batch;
+  if (n < 1)
+    return InvalidArgument(what, " needs calibration samples",
+                           r.batch > 1 ? " (at least " + std::to_string(r.batch) + ": the model fixes its batch size)" : "");
   ONNXQ_ASSIGN_OR_RETURN(r.feeds, calibration.Feeds(calibration.size() - n, n, InputNames(g, r.inputs)));
   SessionOptions so;
   so.num_threads = options.threads;
   ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(model, so));
-  ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run(r.feeds));
+  RunOptions ro;
+  ro.batch_chunk = r.batch;
+  ONNXQ_ASSIGN_OR_RETURN(auto out, s->Run(r.feeds, ro));
   r.logits = out.at(r.output);
   if (r.logits.dtype() != DataType::kFloat || r.logits.rank() < 1 || r.logits.dims()[0] != n)
     return Unsupported(what, ": the first output '", r.output, "' is not a float [N, ...] tensor");
@@ -237,15 +255,18 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
     }
     std::map<ValueId, Tensor> captured;
     {
+      std::map<ValueId, std::vector<Tensor>> parts;
       RunOptions ro;
+      ro.batch_chunk = rf.batch;
       for (ValueId v : needed)
         if (!g.IsGraphInput(v)) ro.hooked_values.push_back(v);
       ro.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
-        if (needed.count(v)) captured[v] = t.Clone();
+        if (needed.count(v)) parts[v].push_back(t.Clone());
         return Status::Ok();
       };
       ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(model, so));
       ONNXQ_RETURN_IF_ERROR(fs->Run(feeds, ro).status());
+      ONNXQ_RETURN_IF_ERROR(JoinCaptured(parts, captured));
       CaptureInputs(g, ins, feeds, captured);
     }
     for (size_t c = c0; c < c1; ++c) {
@@ -279,6 +300,9 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
         sfeeds[g.value(v).name()] = it->second;
       }
       ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(sm.model, so));
+      RunOptions sro;
+      sro.batch_chunk = rf.batch;
+      sro.unbatched_inputs = {sm.weight_input};
       for (size_t bi = 0; bi < bits.size(); ++bi) {
         if (!errs[bi].ok()) {
           Status s = errs[bi];
@@ -291,7 +315,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
         ONNXQ_RETURN_IF_ERROR(DequantizeArray(qi, qw.q.dims(), qw.axis, qw.params,
                                               std::span<float>(deq.mutable_data<float>(), static_cast<size_t>(deq.numel()))));
         sfeeds[sm.weight_input] = std::move(deq);
-        ONNXQ_ASSIGN_OR_RETURN(auto out, session->Run(sfeeds));
+        ONNXQ_ASSIGN_OR_RETURN(auto out, session->Run(sfeeds, sro));
         ls.damage.emplace_back(bits[bi], damage(out.at(output)));
       }
     }
@@ -461,6 +485,7 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
   auto loss_of = [&](const std::vector<int>& b, std::array<double, 2>& halves) -> StatusOr<double> {
     const Model q = build(b);
     RunOptions rr;
+    rr.batch_chunk = rf.batch;
     rr.hooked_values = simulated;
     rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status { return FakeQuantizeTensor(plan, v, t); };
     ONNXQ_ASSIGN_OR_RETURN(auto s, Session::Create(q, so));
@@ -526,18 +551,21 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
       }
       std::map<ValueId, Tensor> captured;
       {
+        std::map<ValueId, std::vector<Tensor>> parts;
         RunOptions rr;
+        rr.batch_chunk = rf.batch;
         std::set<ValueId> hooked(simulated.begin(), simulated.end());
         for (ValueId v : needed)
           if (!qg.IsGraphInput(v)) hooked.insert(v);
         rr.hooked_values.assign(hooked.begin(), hooked.end());
         rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
           if (simset.count(v)) ONNXQ_RETURN_IF_ERROR(FakeQuantizeTensor(plan, v, t));
-          if (needed.count(v)) captured[v] = t.Clone();
+          if (needed.count(v)) parts[v].push_back(t.Clone());
           return Status::Ok();
         };
         ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(qm, so));
         ONNXQ_RETURN_IF_ERROR(fs->Run(qfeeds, rr).status());
+        ONNXQ_RETURN_IF_ERROR(JoinCaptured(parts, captured));
         CaptureInputs(g, ins, qfeeds, captured);
       }
       for (size_t c = c0; c < c1; ++c) {
@@ -551,6 +579,8 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
           sfeeds[g.value(v).name()] = it->second;
         }
         RunOptions rr;
+        rr.batch_chunk = rf.batch;
+        rr.unbatched_inputs = {sm.weight_input};
         for (ValueId v : simulated)
           if (sm.model.graph.Producer(v) != nullptr) rr.hooked_values.push_back(v);
         rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status { return FakeQuantizeTensor(plan, v, t); };

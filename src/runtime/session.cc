@@ -14,6 +14,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "onnxq/runtime/batch.h"
 #include "runtime/memory_plan.h"
 #include "runtime/op_kernel.h"
 #include "runtime/qdq_lowering.h"
@@ -457,6 +458,54 @@ StatusOr<std::unique_ptr<Plan>> Session::Impl::BuildPlan(
 
 StatusOr<std::map<std::string, Tensor>> Session::Run(const std::map<std::string, Tensor>& feeds,
                                                      const RunOptions& options) {
+  if (options.batch_chunk > 0 && !feeds.empty()) {
+    const int64_t chunk = options.batch_chunk;
+    const auto& whole = options.unbatched_inputs;
+    auto batched = [&](const std::string& name) { return std::find(whole.begin(), whole.end(), name) == whole.end(); };
+    int64_t rows = -1;
+    for (const auto& [name, t] : feeds) {
+      if (!batched(name)) continue;
+      const int64_t r = t.rank() == 0 ? -1 : t.dims()[0];
+      if (r < 0 || (rows >= 0 && r != rows))
+        return InvalidArgument("input '", name, "' has shape ", DimsToString(t.dims()),
+                               ": a run split into batches of ", chunk,
+                               " needs every input to have the same first (batch) dimension");
+      rows = r;
+    }
+    if (rows > chunk) {
+      if (rows % chunk != 0)
+        return InvalidArgument("a batch of ", rows, " samples cannot be split into runs of ", chunk,
+                               " (the model fixes its batch size at ", chunk, ")");
+      RunOptions one = options;
+      one.batch_chunk = 0;
+      std::map<std::string, std::vector<Tensor>> parts;
+      for (int64_t b = 0; b < rows; b += chunk) {
+        std::map<std::string, Tensor> sub;
+        for (const auto& [name, t] : feeds) {
+          if (!batched(name)) {
+            sub.emplace(name, t);
+            continue;
+          }
+          ONNXQ_ASSIGN_OR_RETURN(Tensor s, SliceBatch(t, b, chunk));
+          sub.emplace(name, std::move(s));
+        }
+        ONNXQ_ASSIGN_OR_RETURN(auto out, Run(sub, one));
+        for (auto& [name, t] : out) {
+          if (t.rank() == 0 || t.dims()[0] != chunk)
+            return InvalidArgument("output '", name, "' has shape ", DimsToString(t.dims()), " in a run of ", chunk,
+                                   " samples: it has no batch dimension, so the samples cannot be run in batches of ",
+                                   chunk, " and joined");
+          parts[name].push_back(std::move(t));
+        }
+      }
+      std::map<std::string, Tensor> joined;
+      for (auto& [name, ts] : parts) {
+        ONNXQ_ASSIGN_OR_RETURN(Tensor t, ConcatBatch(ts));
+        joined.emplace(name, std::move(t));
+      }
+      return joined;
+    }
+  }
   Impl& im = *impl_;
   std::lock_guard<std::mutex> lock(im.mu);
   const Graph& g = im.model.graph;

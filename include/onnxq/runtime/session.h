@@ -47,6 +47,13 @@ struct RunOptions {
   // Time every executed step (steady_clock around each kernel; no hooks, no extra buffers kept,
   // so the plan and the kernels are those of a plain run). Results in RunStats::profile.
   bool profile = false;
+  // > 0: split the feeds along their first (batch) dimension into runs of this many samples
+  // (every feed's first dimension must be the same multiple of it) and join every output along its
+  // first dimension. For models that fix their batch size (FixedBatchSize, runtime/batch.h). The
+  // hook sees each run's tensors separately; last_stats() describes the last run.
+  int64_t batch_chunk = 0;
+  // With batch_chunk: feeds given whole to every run (e.g. a weight fed as an input).
+  std::vector<std::string> unbatched_inputs;
 };
 
 // One executed step of a profiled run: a node of Session::model() (after QDQ lowering; a fused
