@@ -918,11 +918,13 @@ StatusOr<std::vector<LayerHessian>> QuantizeWeightsSequential(
   if (layer_at.begin()->first > 0) starts.push_back(0);
   for (const auto& [p, i] : layer_at) starts.push_back(p);
 
+  // A model that fixes its batch size streams batches of exactly that size: the live tensors
+  // between segments need not be batch-major, so a batch is never split.
   ONNXQ_ASSIGN_OR_RETURN(const int64_t fixed, FixedBatchSize(model));
   int64_t n = std::min(ho.samples, calibration.size());
   if (fixed > 0) n = n / fixed * fixed;
   if (n < 1) return InvalidArgument("rounding needs calibration samples");
-  const int64_t bs = AlignToBatch(std::max<int64_t>(ho.batch_size, 1), fixed);
+  const int64_t bs = fixed > 0 ? fixed : std::max<int64_t>(ho.batch_size, 1);
   // Live tensors of every batch, for the float model (f) and the model quantized so far (q).
   std::vector<std::map<ValueId, Tensor>> live_f, live_q;
   for (int64_t b = 0; b < n; b += bs) {
@@ -1013,9 +1015,7 @@ StatusOr<std::vector<LayerHessian>> QuantizeWeightsSequential(
         ONNXQ_ASSIGN_OR_RETURN(wq, DequantizedWeightOf(wn->qweight));
       }
       const Graph& sgg = sg.model.graph;
-      RunOptions fo, qo;
-      fo.batch_chunk = qo.batch_chunk = fixed;
-      if (wn) fo.unbatched_inputs = qo.unbatched_inputs = {sg.weight_input};
+      RunOptions qo;
       for (ValueId v : simulated)
         if (sgg.has_value(v) && sgg.Producer(v) != nullptr) qo.hooked_values.push_back(v);
       qo.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status { return FakeQuantizeTensor(plan, v, t); };
@@ -1030,7 +1030,7 @@ StatusOr<std::vector<LayerHessian>> QuantizeWeightsSequential(
             feeds[g.value(v).name()] = it->second;
           }
           if (wn) feeds[sg.weight_input] = pass == 0 ? *g.value(wn->weight).initializer() : wq;
-          ONNXQ_ASSIGN_OR_RETURN(auto res, session->Run(feeds, pass == 0 ? fo : qo));
+          ONNXQ_ASSIGN_OR_RETURN(auto res, session->Run(feeds, pass == 0 ? RunOptions{} : qo));
           for (ValueId v : sg.outputs) live[v] = std::move(res.at(g.value(v).name()));
         }
       }

@@ -123,14 +123,64 @@ void CaptureInputs(const Graph& g, const std::vector<ValueId>& ins, const std::m
   for (ValueId v : ins) captured[v] = feeds.at(g.value(v).name());
 }
 
-// A hook sees a run split by RunOptions::batch_chunk one part at a time: it collects the parts,
-// joined here.
-Status JoinCaptured(std::map<ValueId, std::vector<Tensor>>& parts, std::map<ValueId, Tensor>& captured) {
-  for (auto& [v, ts] : parts) {
-    ONNXQ_ASSIGN_OR_RETURN(captured[v], ConcatBatch(ts));
+// The samples split into the runs a model that fixes its batch size needs (one part otherwise).
+StatusOr<std::vector<std::map<std::string, Tensor>>> SplitParts(const std::map<std::string, Tensor>& feeds,
+                                                                int64_t n, int64_t batch) {
+  std::vector<std::map<std::string, Tensor>> parts;
+  if (batch <= 0 || batch >= n) {
+    parts.push_back(feeds);
+    return parts;
   }
-  parts.clear();
-  return Status::Ok();
+  for (int64_t b = 0; b < n; b += batch) {
+    std::map<std::string, Tensor>& part = parts.emplace_back();
+    for (const auto& [name, t] : feeds) {
+      ONNXQ_ASSIGN_OR_RETURN(Tensor sl, SliceBatch(t, b, batch));
+      part.emplace(name, std::move(sl));
+    }
+  }
+  return parts;
+}
+
+// Per part, the tensors in `needed` after a run of `s` (graph inputs come from the feeds). They are
+// fetched as extra outputs, which include values folded at plan time (shape arithmetic) that a hook
+// never sees. Parts stay separate: an intermediate tensor need not be batch-major (a transformer's
+// [L, N * heads, d]), so each suffix runs on its own part's tensors and only outputs are joined.
+StatusOr<std::vector<std::map<ValueId, Tensor>>> CaptureParts(Session& s, const Graph& g, const std::vector<ValueId>& ins,
+                                                               const std::vector<std::map<std::string, Tensor>>& parts,
+                                                               const std::set<ValueId>& needed, RunOptions ro) {
+  std::vector<ValueId> produced;
+  for (ValueId v : needed)
+    if (std::find(ins.begin(), ins.end(), v) == ins.end()) {
+      produced.push_back(v);
+      ro.extra_outputs.push_back(g.value(v).name());
+    }
+  std::vector<std::map<ValueId, Tensor>> out(parts.size());
+  for (size_t p = 0; p < parts.size(); ++p) {
+    ONNXQ_ASSIGN_OR_RETURN(auto res, s.Run(parts[p], ro));
+    for (ValueId v : produced) out[p][v] = std::move(res.at(g.value(v).name()));
+    CaptureInputs(g, ins, parts[p], out[p]);
+  }
+  return out;
+}
+
+// `output` of the suffix with `weight` as its layer's weight, every part run on its own tensors,
+// joined along the batch.
+StatusOr<Tensor> RunSuffix(Session& s, const SuffixModel& sm, const Graph& g,
+                           const std::vector<std::map<ValueId, Tensor>>& captured, const Tensor& weight,
+                           const std::string& output, const RunOptions& ro, const char* what) {
+  std::vector<Tensor> outs;
+  for (const auto& part : captured) {
+    std::map<std::string, Tensor> feeds;
+    for (ValueId v : sm.cut) {
+      auto it = part.find(v);
+      if (it == part.end()) return Internal(what, ": tensor '", g.value(v).name(), "' was not captured");
+      feeds[g.value(v).name()] = it->second;
+    }
+    feeds[sm.weight_input] = weight;
+    ONNXQ_ASSIGN_OR_RETURN(auto res, s.Run(feeds, ro));
+    outs.push_back(std::move(res.at(output)));
+  }
+  return ConcatBatch(outs);
 }
 
 }  // namespace
@@ -164,6 +214,7 @@ struct Reference {
   std::string output, metric;
   Tensor logits;
   int64_t batch = 0;  // the model's fixed batch size (0: any); every run is split into runs of it
+  std::vector<std::map<std::string, Tensor>> parts;  // `feeds` in runs of `batch` (or whole)
 };
 
 StatusOr<Reference> FloatReference(const Model& model, CalibrationSource& calibration, const SensitivityOptions& options,
@@ -190,6 +241,7 @@ StatusOr<Reference> FloatReference(const Model& model, CalibrationSource& calibr
   r.logits = out.at(r.output);
   if (r.logits.dtype() != DataType::kFloat || r.logits.rank() < 1 || r.logits.dims()[0] != n)
     return Unsupported(what, ": the first output '", r.output, "' is not a float [N, ...] tensor");
+  ONNXQ_ASSIGN_OR_RETURN(r.parts, SplitParts(r.feeds, n, r.batch));
   r.metric = options.metric;
   if (r.metric == "auto") r.metric = r.logits.rank() == 2 && r.logits.dims()[1] > 1 ? "kl" : "mse";
   if (r.metric != "kl" && r.metric != "mse") return InvalidArgument("sensitivity metric must be kl, mse or auto");
@@ -216,7 +268,6 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
   // would look better on it than it is.
   ONNXQ_ASSIGN_OR_RETURN(Reference rf, FloatReference(model, calibration, options, "sensitivity"));
   const std::vector<ValueId>& ins = rf.inputs;
-  const auto& feeds = rf.feeds;
   const std::string& output = rf.output;
   const std::string& metric = rf.metric;
   const Tensor& ref = rf.logits;
@@ -253,21 +304,10 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
       for (ValueId v : sm.cut) needed.insert(v);
       suffixes.push_back(std::move(sm));
     }
-    std::map<ValueId, Tensor> captured;
+    std::vector<std::map<ValueId, Tensor>> captured;
     {
-      std::map<ValueId, std::vector<Tensor>> parts;
-      RunOptions ro;
-      ro.batch_chunk = rf.batch;
-      for (ValueId v : needed)
-        if (!g.IsGraphInput(v)) ro.hooked_values.push_back(v);
-      ro.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
-        if (needed.count(v)) parts[v].push_back(t.Clone());
-        return Status::Ok();
-      };
       ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(model, so));
-      ONNXQ_RETURN_IF_ERROR(fs->Run(feeds, ro).status());
-      ONNXQ_RETURN_IF_ERROR(JoinCaptured(parts, captured));
-      CaptureInputs(g, ins, feeds, captured);
+      ONNXQ_ASSIGN_OR_RETURN(captured, CaptureParts(*fs, g, ins, rf.parts, needed, RunOptions{}));
     }
     for (size_t c = c0; c < c1; ++c) {
       const size_t li = layer_order[c];
@@ -293,16 +333,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
               rounding != RoundingMethod::kNearest ? &one : nullptr, ro, nullptr);
         }
       });
-      std::map<std::string, Tensor> sfeeds;
-      for (ValueId v : sm.cut) {
-        auto it = captured.find(v);
-        if (it == captured.end()) return Internal("sensitivity: tensor '", g.value(v).name(), "' was not captured");
-        sfeeds[g.value(v).name()] = it->second;
-      }
       ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(sm.model, so));
-      RunOptions sro;
-      sro.batch_chunk = rf.batch;
-      sro.unbatched_inputs = {sm.weight_input};
       for (size_t bi = 0; bi < bits.size(); ++bi) {
         if (!errs[bi].ok()) {
           Status s = errs[bi];
@@ -314,9 +345,8 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
         for (int64_t k = 0; k < qw.q.numel(); ++k) qi[static_cast<size_t>(k)] = qw.q.data<int8_t>()[k];
         ONNXQ_RETURN_IF_ERROR(DequantizeArray(qi, qw.q.dims(), qw.axis, qw.params,
                                               std::span<float>(deq.mutable_data<float>(), static_cast<size_t>(deq.numel()))));
-        sfeeds[sm.weight_input] = std::move(deq);
-        ONNXQ_ASSIGN_OR_RETURN(auto out, session->Run(sfeeds, sro));
-        ls.damage.emplace_back(bits[bi], damage(out.at(output)));
+        ONNXQ_ASSIGN_OR_RETURN(Tensor out, RunSuffix(*session, sm, g, captured, deq, output, RunOptions{}, "sensitivity"));
+        ls.damage.emplace_back(bits[bi], damage(out));
       }
     }
   }
@@ -465,9 +495,9 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
     const ActivationGroup* grp = plan.GroupOf(v);
     if (grp != nullptr && grp->has_params) simulated.push_back(v);
   }
-  const std::set<ValueId> simset(simulated.begin(), simulated.end());
   std::map<std::string, Tensor> qfeeds = feeds;  // FakeQuantizeFeeds replaces, never writes into, a tensor
   ONNXQ_RETURN_IF_ERROR(FakeQuantizeFeeds(plan, g, qfeeds));
+  ONNXQ_ASSIGN_OR_RETURN(const auto qparts, SplitParts(qfeeds, n, rf.batch));
   auto build = [&](const std::vector<int>& b) -> Model {
     Model q = model;
     for (size_t i = 0; i < L; ++i) {
@@ -549,38 +579,18 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
         for (ValueId v : sm.cut) needed.insert(v);
         suffixes.push_back(std::move(sm));
       }
-      std::map<ValueId, Tensor> captured;
+      std::vector<std::map<ValueId, Tensor>> captured;
       {
-        std::map<ValueId, std::vector<Tensor>> parts;
         RunOptions rr;
-        rr.batch_chunk = rf.batch;
-        std::set<ValueId> hooked(simulated.begin(), simulated.end());
-        for (ValueId v : needed)
-          if (!qg.IsGraphInput(v)) hooked.insert(v);
-        rr.hooked_values.assign(hooked.begin(), hooked.end());
-        rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status {
-          if (simset.count(v)) ONNXQ_RETURN_IF_ERROR(FakeQuantizeTensor(plan, v, t));
-          if (needed.count(v)) parts[v].push_back(t.Clone());
-          return Status::Ok();
-        };
+        rr.hooked_values = simulated;
+        rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status { return FakeQuantizeTensor(plan, v, t); };
         ONNXQ_ASSIGN_OR_RETURN(auto fs, Session::Create(qm, so));
-        ONNXQ_RETURN_IF_ERROR(fs->Run(qfeeds, rr).status());
-        ONNXQ_RETURN_IF_ERROR(JoinCaptured(parts, captured));
-        CaptureInputs(g, ins, qfeeds, captured);
+        ONNXQ_ASSIGN_OR_RETURN(captured, CaptureParts(*fs, qg, ins, qparts, needed, rr));
       }
       for (size_t c = c0; c < c1; ++c) {
         const size_t i = layer_order[c];
         SuffixModel& sm = suffixes[c - c0];
-        std::map<std::string, Tensor> sfeeds;
-        for (ValueId v : sm.cut) {
-          auto it = captured.find(v);
-          if (it == captured.end())
-            return Internal("allocation refinement: tensor '", g.value(v).name(), "' was not captured");
-          sfeeds[g.value(v).name()] = it->second;
-        }
         RunOptions rr;
-        rr.batch_chunk = rf.batch;
-        rr.unbatched_inputs = {sm.weight_input};
         for (ValueId v : simulated)
           if (sm.model.graph.Producer(v) != nullptr) rr.hooked_values.push_back(v);
         rr.hook = [&](ValueId v, const std::string&, Tensor& t) -> Status { return FakeQuantizeTensor(plan, v, t); };
@@ -589,9 +599,9 @@ StatusOr<AllocationRefineResult> RefineAllocation(const Model& model, const QdqP
         dmg[i][ci] = cur_loss;
         for (size_t wi = 0; wi < W; ++wi) {
           if (wi == ci || (wi > ci ? wi - ci : ci - wi) > 1) continue;
-          sfeeds[sm.weight_input] = deq[i * W + wi];
-          ONNXQ_ASSIGN_OR_RETURN(auto out, session->Run(sfeeds, rr));
-          dmg[i][wi] = OutputDamage(metric, ref, out.at(output));
+          ONNXQ_ASSIGN_OR_RETURN(Tensor out, RunSuffix(*session, sm, g, captured, deq[i * W + wi], output, rr,
+                                                       "allocation refinement"));
+          dmg[i][wi] = OutputDamage(metric, ref, out);
         }
       }
     }

@@ -133,3 +133,83 @@ def test_cli_eval_runs_the_fixed_model_per_sample(tmp_path, models, onnxq_cli):
     kl = (np.exp(lsm(ref)) * (lsm(ref) - lsm(got))).sum(1).mean()
     assert res["mean_kl"] == pytest.approx(kl, rel=0.05, abs=1e-6)
     assert res["top1_agreement"] == pytest.approx((ref.argmax(1) == got.argmax(1)).mean())
+
+
+# An attention-like block: shape arithmetic (Shape -> Gather -> Concat, folded at plan time) feeds
+# Reshapes after the weighted layers, and the middle runs with the batch in the second dimension
+# ([L, N, ...]), as exported transformers do. `fixed`: input [1, 4, 8] and the last Reshape to the
+# constant [1, 32].
+def _attention_like(path, fixed):
+    rng = np.random.default_rng(2)
+    init = {"w1": rng.normal(0, 0.5, (8, 8)), "w2": rng.normal(0, 0.5, (8, 8)), "w3": rng.normal(0, 0.5, (32, 5)),
+            "b3": rng.normal(0, 0.1, 5)}
+    tensors = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in init.items()]
+    tensors += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in
+                {"zero": 0, "tail1": [4, 2, 4], "tail2": [4, 8], "tail3": [32], "const3": [1, 32]}.items()]
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["nb"], axis=0),
+        helper.make_node("Unsqueeze", ["nb"], ["nb1"], axes=[0]),
+        helper.make_node("Concat", ["nb1", "tail1"], ["shp1"], axis=0),
+        helper.make_node("Concat", ["nb1", "tail2"], ["shp2"], axis=0),
+        helper.make_node("Concat", ["nb1", "tail3"], ["shp3"], axis=0),
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"),
+        helper.make_node("Reshape", ["h1", "shp1"], ["h2"]),
+        helper.make_node("Transpose", ["h2"], ["h3"], perm=[1, 0, 2, 3]),
+        helper.make_node("Relu", ["h3"], ["h4"]),
+        helper.make_node("Transpose", ["h4"], ["h5"], perm=[1, 0, 2, 3]),
+        helper.make_node("Reshape", ["h5", "shp2"], ["h6"]),
+        helper.make_node("MatMul", ["h6", "w2"], ["h7"], name="mm2"),
+        helper.make_node("Reshape", ["h7", "const3" if fixed else "shp3"], ["h8"]),
+        helper.make_node("Gemm", ["h8", "w3", "b3"], ["y"], name="fc"),
+    ]
+    opset = [helper.make_opsetid("", 11)]  # Unsqueeze with the axes attribute
+    batch = 1 if fixed else "N"
+    graph = helper.make_graph(nodes, "attention_like",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])], tensors)
+    m = helper.make_model(graph, opset_imports=opset)
+    m.ir_version = 7
+    onnx.save(m, str(path))
+    return path
+
+
+def _kl(p, q):
+    def lsm(v):
+        v = v.astype(np.float64)
+        v = v - v.max(1, keepdims=True)
+        return v - np.log(np.exp(v).sum(1, keepdims=True))
+    return float((np.exp(lsm(p)) * (lsm(p) - lsm(q))).sum(1).mean())
+
+
+def _ort_with(path, x, name, w):
+    m = onnx.load(str(path))
+    for t in m.graph.initializer:
+        if t.name == name:
+            t.CopyFrom(numpy_helper.from_array(w, name))
+    return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_sensitivity_of_an_attention_like_block(tmp_path):
+    free = _attention_like(tmp_path / "free.onnx", False)
+    fixed = _attention_like(tmp_path / "fixed.onnx", True)
+    rng = np.random.default_rng(4)
+    xs = list(rng.normal(0, 1, (12, 1, 4, 8)).astype(np.float32))
+    cfg = {"candidate_bits": [2, 4, 8], "sensitivity_samples": 8, "weight_grid": "narrow"}
+    a = onnxq.sensitivity(str(fixed), xs, cfg)
+    b = onnxq.sensitivity(str(free), xs, cfg)
+    # Reference: ONNX Runtime on the last 8 samples with one weight quantized by numpy (per output
+    # channel, symmetric max-abs, narrow range; MatMul/Gemm weights [K, N]: channel axis 1).
+    x = np.concatenate(xs[-8:])
+    ref = ort.InferenceSession(str(free), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    init = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(free)).graph.initializer}
+    for node, wname in (("mm1", "w1"), ("mm2", "w2"), ("fc", "w3")):
+        for bits in (2, 4, 8):
+            w = init[wname]
+            lim = 2 ** (bits - 1) - 1
+            s = (np.abs(w).max(axis=0, keepdims=True) / np.float32(lim)).astype(np.float32)
+            wq = (np.clip(np.rint(w / s), -lim, lim) * s).astype(np.float32)
+            expect = _kl(ref, _ort_with(free, x, wname, wq))
+            assert b.damage(node)[bits] == pytest.approx(expect, rel=1e-3, abs=1e-9), (node, bits)
+            assert a.damage(node)[bits] == pytest.approx(b.damage(node)[bits], rel=1e-5, abs=1e-9), (node, bits)
+        assert b.damage(node)[2] > b.damage(node)[8] > 0
