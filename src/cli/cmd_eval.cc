@@ -10,6 +10,7 @@
 #include "onnxq/calib/dataset.h"
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/quant/evaluate.h"
+#include "onnxq/quant/quantize_model.h"
 
 namespace onnxq::cli {
 
@@ -35,8 +36,10 @@ int RunEval(const std::vector<std::string>& args) {
     dopt.labels = a.Get("labels");
     dopt.skip = a.GetInt("skip");
     if (a.Has("count")) dopt.count = a.GetInt("count");
-    ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("data"), dopt));
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
+    const auto inputs = model.graph.RuntimeInputs();
+    if (inputs.size() == 1) dopt.sample_shape = quant::InputSampleShape(model, model.graph.value(inputs[0]).name());
+    ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("data"), dopt));
     std::optional<Model> ref;
     if (a.Has("reference")) {
       ONNXQ_ASSIGN_OR_RETURN(ref, LoadModelWithLimits(a, a.Get("reference")));

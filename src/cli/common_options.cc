@@ -183,6 +183,7 @@ StatusOr<CalibrationData> OpenCalibrationData(const ArgParser& a, const Model& m
   for (const auto& [name, path] : named) {
     calib::DatasetOptions o = options;
     o.dtype = *input_type(name);
+    o.sample_shape = quant::InputSampleShape(model, name);
     auto d = calib::Dataset::Open(path, o);
     if (!d.ok()) {
       Status s = d.status();

@@ -256,6 +256,9 @@ std::unique_ptr<Inputs> ReadInputs(const py::object& model_arg, const py::object
   in->c.progress = ProgressFn(in->progress);  // always: Ctrl-C cancels even without a callable
   in->pool = std::make_unique<ThreadPool>(in->c.threads);
   if (py::isinstance<py::str>(data)) {
+    const auto runtime_inputs = model->graph.RuntimeInputs();
+    if (runtime_inputs.size() == 1)
+      in->dopt.sample_shape = quant::InputSampleShape(*model, model->graph.value(runtime_inputs[0]).name());
     in->dataset = Unwrap(calib::Dataset::Open(data.cast<std::string>(), in->dopt));
     in->source = quant::DatasetSource(*in->dataset, in->pool.get());
   } else if (model->graph.RuntimeInputs().size() > 1) {

@@ -336,6 +336,19 @@ std::unique_ptr<CalibrationSource> TensorMapSource(std::vector<std::map<std::str
   return std::make_unique<TensorMapCalibrationSource>(std::move(samples));
 }
 
+std::vector<int64_t> InputSampleShape(const Model& model, const std::string& input) {
+  const ValueId v = model.graph.FindValue(input);
+  if (v == kNoValue) return {};
+  const Value& val = model.graph.value(v);
+  if (!val.shape || val.shape->rank() < 1) return {};
+  std::vector<int64_t> dims;
+  for (size_t i = 1; i < val.shape->rank(); ++i) {
+    if (!(*val.shape)[i].is_known()) return {};
+    dims.push_back((*val.shape)[i].value);
+  }
+  return dims;
+}
+
 StatusOr<std::map<std::string, Tensor>> CalibrationSource::Feeds(int64_t begin, int64_t n,
                                                                  const std::vector<std::string>& inputs) {
   if (inputs.size() != 1) {

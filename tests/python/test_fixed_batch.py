@@ -106,13 +106,19 @@ def test_mixed_precision_export_equals_the_free_batch_model(tmp_path, models):
     np.testing.assert_allclose(_ort(outs[0], test), _ort(outs[1], test), rtol=1e-5, atol=1e-6)
 
 
-def test_cli_eval_runs_the_fixed_model_per_sample(tmp_path, models, onnxq_cli):
+# Files holding one sample ([3, 8, 8]) or the model's whole batch-1 input ([1, 3, 8, 8]): the
+# model's declared input shape says which is which.
+@pytest.mark.parametrize("full_shape", [False, True])
+def test_cli_eval_runs_the_fixed_model_per_sample(tmp_path, models, onnxq_cli, full_shape):
     fixed, free = models
     data = tmp_path / "data"
     data.mkdir()
     xs = _samples(10, seed=3)
     for i, x in enumerate(xs):
-        np.save(data / f"{i:02d}.npy", x[0])
+        np.save(data / f"{i:02d}.npy", x if full_shape else x[0])
+    if full_shape:  # the Python API reads the folder the same way
+        r = onnxq.quantize(str(fixed), str(data), {})
+        assert r.report["calibration_samples"] == 10
     q = tmp_path / "q.onnx"
     p = subprocess.run([str(onnxq_cli), "quantize", str(fixed), "-o", str(q), "--calib", str(data)],
                        capture_output=True, text=True)

@@ -49,6 +49,10 @@ std::unique_ptr<CalibrationSource> TensorSource(std::vector<Tensor> samples);
 // One map {input name: tensor without the batch dim} per sample, for models with several inputs
 // (any element types, e.g. int64 token ids).
 std::unique_ptr<CalibrationSource> TensorMapSource(std::vector<std::map<std::string, Tensor>> samples);
+// The shape of one sample of a model input: its declared shape without the batch dimension, when
+// every one of those dims is a number (else empty: the data decides). A `.npy` folder uses it, so a
+// file holding the full input shape of a batch-1 model ([1, C, L]) is read as one sample.
+std::vector<int64_t> InputSampleShape(const Model& model, const std::string& input);
 
 enum class Toggle { kAuto, kOn, kOff };
 StatusOr<Toggle> ParseToggle(const std::string& s, const std::string& what);  // auto|on|off
