@@ -1,12 +1,14 @@
-// `onnxq eval MODEL --data DIR [--labels TSV] [--skip N] [--count N] [--reference FLOAT] [--json]`:
-// top-1/top-5 of a classifier in onnxq's executor (a QDQ model runs its QuantizeLinear /
-// DequantizeLinear in float, i.e. exactly onnxq's fake-quant simulation), and, with a reference
-// model, top-1 agreement and mean KL(reference || model) of the softmax outputs.
+// `onnxq eval MODEL --data PATH [--labels TSV] [--skip N] [--count N] [--reference FLOAT] [--json]`
+// (`--data NAME=PATH` once per input for a model with several):
+// top-1/top-5 of a classifier in onnxq's executor (a QDQ model runs on integer kernels, as ONNX
+// Runtime computes it), and, with a reference model, top-1 agreement and mean KL(reference ||
+// model) of the softmax outputs.
 #include <cstdio>
 
 #include "cli/args.h"
 #include "cli/command.h"
 #include "cli/common_options.h"
+#include "onnxq/base/thread_pool.h"
 #include "onnxq/calib/dataset.h"
 #include "onnxq/onnx/model_io.h"
 #include "onnxq/quant/evaluate.h"
@@ -20,7 +22,10 @@ namespace {
 int RunEval(const std::vector<std::string>& args) {
   ArgParser p("eval", "Evaluate a classifier on a labelled image folder (or .npy data).");
   p.Positional("MODEL", "the .onnx model (float or QDQ)");
-  p.Option("data", 0, "DIR", "image folder (or .npy data)").Required();
+  p.Option("data", 0, "PATH", "image folder (labels.tsv order and labels if present), .npy folder or stacked .npy; "
+                              "a model with several inputs takes NAME=PATH once per input")
+      .Repeated()
+      .Required();
   p.Option("labels", 0, "TSV", "labels.tsv (default: DIR/labels.tsv)");
   p.Option("skip", 0, "N", "skip the first N samples", ArgKind::kInt).Default("0");
   p.Option("count", 0, "N", "evaluate N samples (default: all the rest)", ArgKind::kInt);
@@ -37,9 +42,12 @@ int RunEval(const std::vector<std::string>& args) {
     dopt.skip = a.GetInt("skip");
     if (a.Has("count")) dopt.count = a.GetInt("count");
     ONNXQ_ASSIGN_OR_RETURN(Model model, LoadModelWithLimits(a, a.Arg("MODEL")));
-    const auto inputs = model.graph.RuntimeInputs();
-    if (inputs.size() == 1) dopt.sample_shape = quant::InputSampleShape(model, model.graph.value(inputs[0]).name());
-    ONNXQ_ASSIGN_OR_RETURN(auto data, calib::Dataset::Open(a.Get("data"), dopt));
+    ThreadPool pool(static_cast<int>(a.GetInt("threads")));
+    ONNXQ_ASSIGN_OR_RETURN(CalibrationData data, OpenCalibrationData(a, model, dopt, &pool, "data"));
+    // Labels: a single folder's labels.tsv (with one --data per input, none).
+    std::vector<int64_t> labels;
+    if (data.datasets.size() == 1 && data.datasets.front()->has_labels())
+      for (int64_t i = 0; i < data.datasets.front()->size(); ++i) labels.push_back(data.datasets.front()->label(i));
     std::optional<Model> ref;
     if (a.Has("reference")) {
       ONNXQ_ASSIGN_OR_RETURN(ref, LoadModelWithLimits(a, a.Get("reference")));
@@ -50,7 +58,7 @@ int RunEval(const std::vector<std::string>& args) {
     if (auto bar = TerminalProgress())
       eo.progress = [bar](int64_t d, int64_t t) { return bar("eval", d, t); };
     ONNXQ_ASSIGN_OR_RETURN(quant::EvalResult r,
-                           quant::Evaluate(model, *data, ref ? &*ref : nullptr, eo));
+                           quant::Evaluate(model, *data.source, labels, ref ? &*ref : nullptr, eo));
     if (a.GetFlag("json")) {
       std::printf("%s\n", r.ToJson().c_str());
     } else {

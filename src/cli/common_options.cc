@@ -139,7 +139,9 @@ StatusOr<SessionOptions> SessionOptionsFromArgs(const ArgParser& a) {
 }
 
 StatusOr<CalibrationData> OpenCalibrationData(const ArgParser& a, const Model& model,
-                                              calib::DatasetOptions options, ThreadPool* pool) {
+                                              calib::DatasetOptions options, ThreadPool* pool,
+                                              const std::string& option) {
+  const std::string flag = "--" + option;
   std::vector<std::pair<std::string, DataType>> inputs;
   for (ValueId v : model.graph.RuntimeInputs()) {
     const Value& val = model.graph.value(v);
@@ -155,28 +157,28 @@ StatusOr<CalibrationData> OpenCalibrationData(const ArgParser& a, const Model& m
   // NAME=PATH only when NAME is an input of the model, so a path containing '=' still works.
   std::vector<std::pair<std::string, std::string>> named;
   std::vector<std::string> plain;
-  for (const std::string& v : a.GetAll("calib")) {
+  for (const std::string& v : a.GetAll(option)) {
     size_t eq = v.find('=');
     if (eq != std::string::npos && input_type(v.substr(0, eq)) != nullptr)
       named.emplace_back(v.substr(0, eq), v.substr(eq + 1));
     else
       plain.push_back(v);
   }
-  if (named.empty() && plain.empty()) return InvalidArgument("--calib PATH is required");
+  if (named.empty() && plain.empty()) return InvalidArgument(flag, " PATH is required");
   if (!named.empty() && !plain.empty())
-    return InvalidArgument("--calib '", plain.front(), "' names no input of the model (its inputs: ", names,
-                           "): give --calib NAME=PATH for each input");
+    return InvalidArgument(flag, " '", plain.front(), "' names no input of the model (its inputs: ", names,
+                           "): give ", flag, " NAME=PATH for each input");
   if (plain.size() > 1 || (!plain.empty() && inputs.size() > 1))
     return InvalidArgument("the model has ", inputs.size(), " input", inputs.size() == 1 ? "" : "s", " (", names,
-                           "): give ", inputs.size() == 1 ? "one --calib PATH" : "--calib NAME=PATH for each input");
+                           "): give ", inputs.size() == 1 ? "one " + flag + " PATH" : flag + " NAME=PATH for each input");
   if (!plain.empty()) named.emplace_back(inputs.front().first, plain.front());
   for (const auto& [n, t] : inputs) {
     (void)t;
     if (std::none_of(named.begin(), named.end(), [&](const auto& e) { return e.first == n; }))
-      return InvalidArgument("no --calib data for the model input '", n, "': give --calib ", n, "=PATH");
+      return InvalidArgument("no ", flag, " data for the model input '", n, "': give ", flag, " ", n, "=PATH");
   }
   if (named.size() > 1 && !options.labels.empty())
-    return InvalidArgument("--labels applies to a single --calib folder; with one --calib per input each "
+    return InvalidArgument("--labels applies to a single ", flag, " folder; with one ", flag, " per input each "
                            "folder's own labels.tsv (if any) orders it");
   CalibrationData out;
   std::vector<std::pair<std::string, const calib::Dataset*>> sets;
@@ -187,10 +189,10 @@ StatusOr<CalibrationData> OpenCalibrationData(const ArgParser& a, const Model& m
     auto d = calib::Dataset::Open(path, o);
     if (!d.ok()) {
       Status s = d.status();
-      return named.size() > 1 ? s.Prepend("--calib " + name) : s;
+      return named.size() > 1 ? s.Prepend(flag + " " + name) : s;
     }
     if ((*d)->kind() == calib::Dataset::Kind::kImages && o.dtype != DataType::kFloat)
-      return InvalidArgument("--calib ", name, "=", path, ": images give float32, but the input '", name,
+      return InvalidArgument(flag, " ", name, "=", path, ": images give float32, but the input '", name,
                              "' is ", DataTypeName(o.dtype));
     sets.emplace_back(name, d->get());
     out.datasets.push_back(std::move(*d));

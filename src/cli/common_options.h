@@ -41,8 +41,10 @@ struct CalibrationData {
   std::vector<std::unique_ptr<calib::Dataset>> datasets;
   std::unique_ptr<quant::CalibrationSource> source;
 };
+// `option` names the flag (`calib`; `data` for eval), in the errors too.
 StatusOr<CalibrationData> OpenCalibrationData(const ArgParser& a, const Model& model,
-                                              calib::DatasetOptions options, ThreadPool* pool);
+                                              calib::DatasetOptions options, ThreadPool* pool,
+                                              const std::string& option = "calib");
 
 // A one-line progress bar on stderr, only when stderr is a terminal (else nullptr).
 std::function<bool(const std::string&, int64_t, int64_t)> TerminalProgress();

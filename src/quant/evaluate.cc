@@ -7,6 +7,7 @@
 
 #include "onnxq/base/thread_pool.h"
 #include "onnxq/quant/qdq_plan.h"
+#include "onnxq/quant/quantize_model.h"
 #include "onnxq/quant/report.h"
 #include "onnxq/runtime/batch.h"
 #include "onnxq/runtime/session.h"
@@ -27,16 +28,15 @@ std::vector<int64_t> TopK(std::span<const float> x, int64_t k) {
   return idx;
 }
 
-StatusOr<Tensor> Logits(Session& s, const std::string& input, const std::string& output, Tensor batch,
-                        int64_t fixed_batch) {
-  std::map<std::string, Tensor> feeds;
-  feeds.emplace(input, std::move(batch));
+StatusOr<Tensor> Logits(Session& s, const std::map<std::string, Tensor>& feeds, int64_t fixed_batch,
+                        const char* which) {
   RunOptions ro;
   ro.batch_chunk = fixed_batch;
   ONNXQ_ASSIGN_OR_RETURN(auto out, s.Run(feeds, ro));
+  const std::string output = s.output_names()[0];  // output_names() returns a copy
   Tensor t = out.at(output);
   if (t.dtype() != DataType::kFloat || t.rank() < 1)
-    return InvalidArgument("output '", output, "' is not a float tensor of logits");
+    return InvalidArgument(which, " output '", output, "' is not a float tensor of scores [N, ...]");
   return t;
 }
 
@@ -72,20 +72,25 @@ std::string EvalResult::ToJson() const {
   return j.str();
 }
 
-StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, const Model* reference,
-                              const EvalOptions& options) {
-  if (data.size() == 0) return InvalidArgument("the evaluation set is empty");
+StatusOr<EvalResult> Evaluate(const Model& model, CalibrationSource& data, const std::vector<int64_t>& labels,
+                              const Model* reference, const EvalOptions& options) {
+  const int64_t total = data.size();
+  if (total == 0) return InvalidArgument("the evaluation set is empty");
+  if (!labels.empty() && static_cast<int64_t>(labels.size()) != total)
+    return InvalidArgument(labels.size(), " labels for ", total, " samples");
   if (options.batch_size < 1) return InvalidArgument("batch size must be at least 1");
   SessionOptions so;
   so.num_threads = options.threads;
   ONNXQ_ASSIGN_OR_RETURN(auto sess, Session::Create(model, so));
-  if (sess->input_names().size() != 1)
-    return Unsupported("evaluation needs a model with one input; it has ", sess->input_names().size());
+  const std::vector<std::string> inputs = sess->input_names();
+  if (inputs.empty()) return InvalidArgument("the model has no runtime input to evaluate on");
   std::unique_ptr<Session> ref;
   if (reference) {
     ONNXQ_ASSIGN_OR_RETURN(ref, Session::Create(*reference, so));
-    if (ref->input_names().size() != 1)
-      return Unsupported("the reference model must have one input");
+    std::vector<std::string> a = inputs, b = ref->input_names();
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    if (a != b) return InvalidArgument("the model and the reference have different inputs");
   }
   // Models that fix their batch size run in parts of it; a batch must then be a multiple of both.
   ONNXQ_ASSIGN_OR_RETURN(const int64_t fixed, FixedBatchSize(model));
@@ -94,23 +99,22 @@ StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, co
     ONNXQ_ASSIGN_OR_RETURN(fixed_ref, FixedBatchSize(*reference));
   }
   const int64_t step = std::lcm(std::max<int64_t>(fixed, 1), std::max<int64_t>(fixed_ref, 1));
-  if (data.size() % step != 0)
-    return InvalidArgument("the evaluation set's ", data.size(), " samples are not a multiple of ", step,
+  if (total % step != 0)
+    return InvalidArgument("the evaluation set's ", total, " samples are not a multiple of ", step,
                            ", the batch size the model", reference ? " and the reference fix" : " fixes");
   const int64_t batch_size = step > 1 ? std::max(step, options.batch_size / step * step) : options.batch_size;
-  ThreadPool pool(options.threads);
   EvalResult r;
-  r.has_labels = data.has_labels();
+  r.has_labels = !labels.empty();
   r.has_reference = reference != nullptr;
   int64_t c1 = 0, c5 = 0, r1 = 0, r5 = 0, agree = 0;
   double kl = 0;
-  for (int64_t b = 0; b < data.size(); b += batch_size) {
-    int64_t n = std::min(batch_size, data.size() - b);
-    ONNXQ_ASSIGN_OR_RETURN(Tensor batch, data.LoadBatch(b, n, &pool));
-    ONNXQ_ASSIGN_OR_RETURN(Tensor y, Logits(*sess, sess->input_names()[0], sess->output_names()[0], batch, fixed));
+  for (int64_t b = 0; b < total; b += batch_size) {
+    const int64_t n = std::min(batch_size, total - b);
+    ONNXQ_ASSIGN_OR_RETURN(auto feeds, data.Feeds(b, n, inputs));
+    ONNXQ_ASSIGN_OR_RETURN(Tensor y, Logits(*sess, feeds, fixed, "the model's"));
     Tensor yr;
     if (ref) {
-      ONNXQ_ASSIGN_OR_RETURN(yr, Logits(*ref, ref->input_names()[0], ref->output_names()[0], batch, fixed_ref));
+      ONNXQ_ASSIGN_OR_RETURN(yr, Logits(*ref, feeds, fixed_ref, "the reference's"));
       if (yr.numel() != y.numel())
         return InvalidArgument("the model and the reference produce outputs of different sizes (",
                                DimsToString(y.dims()), " vs ", DimsToString(yr.dims()), ")");
@@ -122,7 +126,7 @@ StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, co
       auto top = TopK(row, 5);
       r.predictions.push_back(top[0]);
       if (r.has_labels) {
-        int64_t label = data.label(b + i);
+        const int64_t label = labels[static_cast<size_t>(b + i)];
         c1 += top[0] == label;
         c5 += std::find(top.begin(), top.end(), label) != top.end();
       }
@@ -132,14 +136,14 @@ StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, co
         agree += rtop[0] == top[0];
         kl += SoftmaxKl(rrow, row);
         if (r.has_labels) {
-          int64_t label = data.label(b + i);
+          const int64_t label = labels[static_cast<size_t>(b + i)];
           r1 += rtop[0] == label;
           r5 += std::find(rtop.begin(), rtop.end(), label) != rtop.end();
         }
       }
     }
     r.count += n;
-    if (options.progress && !options.progress(r.count, data.size())) return Cancelled("evaluation cancelled");
+    if (options.progress && !options.progress(r.count, total)) return Cancelled("evaluation cancelled");
   }
   const double N = static_cast<double>(r.count);
   r.top1 = c1 / N;
@@ -149,6 +153,16 @@ StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, co
   r.top1_agreement = agree / N;
   r.mean_kl = kl / N;
   return r;
+}
+
+StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data, const Model* reference,
+                              const EvalOptions& options) {
+  ThreadPool pool(options.threads);
+  std::unique_ptr<CalibrationSource> source = DatasetSource(data, &pool);
+  std::vector<int64_t> labels;
+  if (data.has_labels())
+    for (int64_t i = 0; i < data.size(); ++i) labels.push_back(data.label(i));
+  return Evaluate(model, *source, labels, reference, options);
 }
 
 }  // namespace onnxq::quant

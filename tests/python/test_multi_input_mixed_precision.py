@@ -305,3 +305,24 @@ def test_cli_sensitivity_missing_input_is_an_error(tmp_path, onnxq_cli):
     p = _cli(onnxq_cli, "sensitivity", fpath, "--calib", tmp_path / "a", "--samples", 4, "-o", out, ok=False)
     assert "'a', 'b'" in p.stderr and "NAME=PATH" in p.stderr, p.stderr
     assert not out.exists()
+
+
+def test_cli_eval_feeds_every_input(tmp_path, onnxq_cli):
+    # `eval --data NAME=PATH` per input: agreement and KL of a 4-bit export against the float model,
+    # as ONNX Runtime computes them on the same samples.
+    fpath = _model(tmp_path / "f.onnx")
+    feeds = _feeds(12, 3)
+    calib = _write(tmp_path, feeds)
+    q = tmp_path / "q.onnx"
+    _cli(onnxq_cli, "quantize", fpath, "-o", q, *calib, "--weight-bits", 4)
+    data = [a if a != "--calib" else "--data" for a in calib]
+    p = _cli(onnxq_cli, "eval", q, *data, "--reference", fpath, "--json")
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    ref, got = _run_ort(fpath, feeds), _run_ort(q, feeds)
+    assert res["count"] == 12 and "top1" not in res
+    assert res["mean_kl"] == pytest.approx(_kl(ref, got), rel=0.05)
+    assert res["mean_kl"] > 0
+    assert res["top1_agreement"] == pytest.approx((ref.argmax(1) == got.argmax(1)).mean())
+    # One input's data missing: an error naming it.
+    p = _cli(onnxq_cli, "eval", q, *data[:2], "--reference", fpath, ok=False)
+    assert "--data b=PATH" in p.stderr

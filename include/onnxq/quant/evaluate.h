@@ -15,6 +15,8 @@
 
 namespace onnxq::quant {
 
+class CalibrationSource;
+
 struct EvalOptions {
   int threads = 0;
   int64_t batch_size = 8;
@@ -37,8 +39,12 @@ struct EvalResult {
 // KL(softmax(p_logits) || softmax(q_logits)) in nats, computed in double.
 double SoftmaxKl(std::span<const float> p_logits, std::span<const float> q_logits);
 
-// Runs `model` (one input, first output = logits [N, classes]) over `data`; with `reference`
+// Runs `model` (first output = scores [N, classes]) over the samples of `data`, every runtime
+// input fed; `labels` (one per sample, or empty) give top-1/top-5; with `reference` (same inputs)
 // also runs it and compares.
+StatusOr<EvalResult> Evaluate(const Model& model, CalibrationSource& data, const std::vector<int64_t>& labels,
+                              const Model* reference, const EvalOptions& options = {});
+// A one-input model on a dataset (its labels.tsv, if any, gives the labels).
 StatusOr<EvalResult> Evaluate(const Model& model, const calib::Dataset& data,
                               const Model* reference, const EvalOptions& options = {});
 
