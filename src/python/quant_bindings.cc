@@ -32,7 +32,29 @@ Tensor FloatArray(const py::handle& h) {
   return Unwrap(Tensor::FromBytes(DataType::kFloat, dims, a.data(), static_cast<size_t>(a.size()) * 4));
 }
 
-// Splits arrays that carry the model's batch dim into samples.
+// An array for the model input `val` in its declared type (float32 inputs accept any float array,
+// e.g. float64, converted; int64 token ids stay int64).
+Tensor InputArray(const Value& val, const py::handle& h, const std::string& what) {
+  Tensor t = val.dtype == DataType::kFloat || val.dtype == DataType::kUndefined ? FloatArray(h) : ArrayToTensor(h, what);
+  if (val.dtype != DataType::kUndefined && t.dtype() != val.dtype)
+    Check(InvalidArgument(what, " is ", DataTypeName(t.dtype()), ", the model expects ", DataTypeName(val.dtype)));
+  return t;
+}
+
+// An array with the input's declared rank carries a batch dim: one sample per row.
+void SplitSamples(const Value& val, Tensor t, std::vector<Tensor>& parts) {
+  const size_t rank = val.shape ? val.shape->rank() : 0;
+  if (rank > 0 && t.rank() == rank) {
+    const int64_t n = t.dims()[0];
+    std::vector<int64_t> d(t.dims().begin() + 1, t.dims().end());
+    const size_t each = t.nbytes() / static_cast<size_t>(std::max<int64_t>(n, 1));
+    for (int64_t i = 0; i < n; ++i) parts.push_back(Unwrap(Tensor::FromBytes(t.dtype(), d, t.raw() + i * each, each)));
+  } else {
+    parts.push_back(std::move(t));
+  }
+}
+
+// A one-input model: arrays (or dicts of one array), split into samples.
 void AddSamples(const Model& m, const py::handle& item, std::vector<Tensor>& out) {
   py::handle h = item;
   py::object keep;
@@ -42,23 +64,14 @@ void AddSamples(const Model& m, const py::handle& item, std::vector<Tensor>& out
     keep = py::reinterpret_borrow<py::object>(d.begin()->second);
     h = keep;
   }
-  Tensor t = FloatArray(h);
-  auto ins = m.graph.RuntimeInputs();
-  size_t rank = ins.size() == 1 && m.graph.value(ins[0]).shape ? m.graph.value(ins[0]).shape->rank() : 0;
-  if (rank > 0 && t.rank() == rank) {
-    int64_t n = t.dims()[0];
-    std::vector<int64_t> d(t.dims().begin() + 1, t.dims().end());
-    size_t each = t.nbytes() / static_cast<size_t>(std::max<int64_t>(n, 1));
-    for (int64_t i = 0; i < n; ++i)
-      out.push_back(Unwrap(Tensor::FromBytes(DataType::kFloat, d, t.raw() + i * each, each)));
-  } else {
-    out.push_back(std::move(t));
-  }
+  const auto ins = m.graph.RuntimeInputs();
+  if (ins.empty()) Check(InvalidArgument("the model has no runtime input to calibrate with"));
+  const Value& val = m.graph.value(ins[0]);
+  SplitSamples(val, InputArray(val, h, "calibration input '" + val.name() + "'"), out);
 }
 
 // Models with several inputs: every sample is a dict {input name: array}, each array converted to
-// its input's declared type (float32 inputs accept any float array) and split along a leading
-// batch dim when it has one (the input's declared rank).
+// its input's declared type and split along a leading batch dim when it has one.
 void AddMapSamples(const Model& m, const py::handle& item, std::vector<std::map<std::string, Tensor>>& out) {
   const Graph& g = m.graph;
   const auto ins = g.RuntimeInputs();
@@ -76,22 +89,8 @@ void AddMapSamples(const Model& m, const py::handle& item, std::vector<std::map<
     if (v == kNoValue || std::find(ins.begin(), ins.end(), v) == ins.end())
       throw py::value_error("calibration dict key '" + name + "' is not an input of the model");
     const Value& val = g.value(v);
-    Tensor t = val.dtype == DataType::kFloat ? FloatArray(kv.second)
-                                             : ArrayToTensor(kv.second, "calibration input '" + name + "'");
-    if (val.dtype != DataType::kUndefined && t.dtype() != val.dtype)
-      Check(InvalidArgument("calibration input '", name, "' is ", DataTypeName(t.dtype()), ", the model expects ",
-                            DataTypeName(val.dtype)));
     std::vector<Tensor>& parts = split[name];
-    const size_t rank = val.shape ? val.shape->rank() : 0;
-    if (rank > 0 && t.rank() == rank) {
-      const int64_t n = t.dims()[0];
-      std::vector<int64_t> d(t.dims().begin() + 1, t.dims().end());
-      const size_t each = t.nbytes() / static_cast<size_t>(std::max<int64_t>(n, 1));
-      for (int64_t i = 0; i < n; ++i)
-        parts.push_back(Unwrap(Tensor::FromBytes(t.dtype(), d, t.raw() + i * each, each)));
-    } else {
-      parts.push_back(std::move(t));
-    }
+    SplitSamples(val, InputArray(val, kv.second, "calibration input '" + name + "'"), parts);
     const int64_t got = static_cast<int64_t>(parts.size());
     if (count >= 0 && got != count)
       Check(InvalidArgument("calibration dict arrays hold different numbers of samples (", count, " vs ",

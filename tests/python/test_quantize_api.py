@@ -268,3 +268,35 @@ def test_models_with_several_inputs_calibrate_from_dicts(tmp_path):
         onnxq.quantize(str(fpath), [dict(batched, z=batched["y"])], {"threads": 1})
     with pytest.raises(ValueError, match="ids' is float64, the model expects int64"):
         onnxq.quantize(str(fpath), [dict(batched, ids=batched["ids"].astype(np.float64))], {"threads": 1})
+
+
+def test_one_int64_input_calibrates_from_arrays(tmp_path):
+    # ids [N, 5] (int64) -> Gather from an embedding table -> MatMul -> ReduceMean: a one-input model
+    # whose input is not float (a text model's token ids). Arrays keep their int64 type.
+    rng = np.random.default_rng(4)
+    emb = rng.normal(0, 0.5, (20, 6)).astype(np.float32)
+    wm = rng.normal(0, 0.4, (6, 3)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["emb", "ids"], ["e"], name="lookup"),
+             helper.make_node("MatMul", ["e", "wm"], ["m"], name="mm"),
+             helper.make_node("ReduceMean", ["m"], ["out"], axes=[1], keepdims=0, name="mean")]
+    graph = helper.make_graph(nodes, "ids_only",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 5])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 3])],
+                              [numpy_helper.from_array(emb, "emb"), numpy_helper.from_array(wm, "wm")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    fpath = tmp_path / "f.onnx"
+    onnx.save(m, str(fpath))
+    ids = rng.integers(0, 20, (16, 5)).astype(np.int64)
+    r = onnxq.quantize(str(fpath), [ids[i:i + 1] for i in range(16)], {"threads": 1})
+    assert r.report["calibration_samples"] == 16
+    r2 = onnxq.quantize(str(fpath), ids, {"threads": 1})  # one batched array
+    assert r.report["activations"] == r2.report["activations"]
+    qpath = tmp_path / "q.onnx"
+    onnxq.save(r.model, str(qpath))
+    test = rng.integers(0, 20, (4, 5)).astype(np.int64)
+    ref = ort.InferenceSession(str(fpath), providers=["CPUExecutionProvider"]).run(None, {"ids": test})[0]
+    q = ort.InferenceSession(str(qpath), providers=["CPUExecutionProvider"]).run(None, {"ids": test})[0]
+    assert 10 * np.log10((ref ** 2).sum() / ((ref - q) ** 2).sum()) > 25
+    with pytest.raises(ValueError, match="'ids' is float32, the model expects int64"):
+        onnxq.quantize(str(fpath), ids.astype(np.float32), {"threads": 1})
