@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -182,20 +182,33 @@ def allocate_bits(model: Union["_onnxq.Model", PathLike], sensitivity: Mapping[s
 
 # ---------------------------------------------------------------- evaluate
 
-def evaluate(model: Union["_onnxq.Model", PathLike], data: Union[ImageFolder, PathLike], *,
+def evaluate(model: Union["_onnxq.Model", PathLike], data: Any, *,
              reference: Union[None, "_onnxq.Model", PathLike] = None, preprocess=None,
-             batch_size: int = 8, threads: int = 0) -> Dict[str, Any]:
-    """Top-1/top-5 of a classifier (one input, logits [N, classes]) on a labelled image folder, run
-    on onnxq's CPU executor (the same C++ Evaluate as ``onnxq eval``); with `reference` (the float
-    model) also top-1 agreement and mean KL(reference || model) of the softmax outputs.
+             labels: Optional[Sequence[int]] = None, batch_size: int = 8, threads: int = 0) -> Dict[str, Any]:
+    """Top-1/top-5 of a classifier (logits [N, classes]) run on onnxq's CPU executor (the same C++
+    Evaluate as ``onnxq eval``); with `reference` (the float model) also top-1 agreement and mean
+    KL(reference || model) of the softmax outputs.
+
+    `data`: a labelled image folder (path or ``ImageFolder``; its labels.tsv gives the labels), or
+    numpy samples as ``quantize`` takes them (an array, a list of arrays, or ``{input name: array}``
+    dicts for a model with several inputs), with optional `labels` (one class index per sample).
 
     Returns a dict: count, top1, top5 (fractions; with labels), reference_top1/5, top1_agreement,
     mean_kl (with a reference): the result of ``onnxq eval --json``.
     """
-    if not isinstance(data, ImageFolder):
-        data = ImageFolder(data, preprocess)
-    elif preprocess is not None:
-        raise ValueError("preprocess is set on the ImageFolder")
     fs = (lambda m: os.fspath(m) if isinstance(m, (str, os.PathLike)) else m)
-    return dict(_onnxq.evaluate(fs(model), data.dataset, reference=fs(reference), batch_size=batch_size,
-                                threads=threads))
+    if isinstance(data, (ImageFolder, str, os.PathLike)):
+        if labels is not None:
+            raise ValueError("labels are given with numpy samples; an image folder has its labels.tsv")
+        if not isinstance(data, ImageFolder):
+            data = ImageFolder(data, preprocess)
+        elif preprocess is not None:
+            raise ValueError("preprocess is set on the ImageFolder")
+        return dict(_onnxq.evaluate(fs(model), data.dataset, reference=fs(reference), batch_size=batch_size,
+                                    threads=threads))
+    if preprocess is not None:
+        raise ValueError("preprocess applies to image folders, not to numpy samples")
+    if not isinstance(data, (np.ndarray, dict, list)):
+        data = list(data)
+    return dict(_onnxq.evaluate_samples(fs(model), data, labels=None if labels is None else list(labels),
+                                        reference=fs(reference), batch_size=batch_size, threads=threads))

@@ -160,6 +160,12 @@ def evaluate(model: Union[Model, str], data: Any, *, reference: Optional[Union[M
     """Top-1/top-5 of a classifier on an onnxq.calib.Dataset; with reference, also top1_agreement and
     mean_kl. Returns the dict of `onnxq eval --json`."""
     ...
+def evaluate_samples(model: Union[Model, str], data: Any, *, labels: Optional[Sequence[int]] = None,
+                     reference: Optional[Union[Model, str]] = None, batch_size: int = 8,
+                     threads: int = 0) -> Dict[str, Any]:
+    """evaluate() on numpy samples: arrays, or {input name: array} dicts for a model with several
+    inputs; labels (one per sample) optional. Returns the dict of `onnxq eval --json`."""
+    ...
 def softmax_kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
     """KL(softmax(p) || softmax(q)) in nats (double precision)."""
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -228,6 +229,28 @@ quant::QuantizeConfig ConfigFrom(const py::dict& cfg, calib::DatasetOptions* dop
   return c;
 }
 
+// Samples given as numpy data: arrays (one-input models), or {input name: array} dicts.
+std::unique_ptr<quant::CalibrationSource> SamplesSource(const Model& model, const py::object& data, const char* what) {
+  if (model.graph.RuntimeInputs().size() > 1) {
+    std::vector<std::map<std::string, Tensor>> samples;
+    if (py::isinstance<py::dict>(data)) {
+      AddMapSamples(model, data, samples);
+    } else {
+      for (auto item : data) AddMapSamples(model, item, samples);
+    }
+    if (samples.empty()) Check(InvalidArgument("the ", what, " data is empty"));
+    return quant::TensorMapSource(std::move(samples));
+  }
+  std::vector<Tensor> samples;
+  if (py::isinstance<py::array>(data)) {
+    AddSamples(model, data, samples);
+  } else {
+    for (auto item : data) AddSamples(model, item, samples);
+  }
+  if (samples.empty()) Check(InvalidArgument("the ", what, " data is empty"));
+  return quant::TensorSource(std::move(samples));
+}
+
 // Model, config and calibration source from the Python arguments of quantize / sensitivity.
 struct Inputs {
   std::shared_ptr<Model> model;
@@ -260,24 +283,8 @@ std::unique_ptr<Inputs> ReadInputs(const py::object& model_arg, const py::object
       in->dopt.sample_shape = quant::InputSampleShape(*model, model->graph.value(runtime_inputs[0]).name());
     in->dataset = Unwrap(calib::Dataset::Open(data.cast<std::string>(), in->dopt));
     in->source = quant::DatasetSource(*in->dataset, in->pool.get());
-  } else if (model->graph.RuntimeInputs().size() > 1) {
-    std::vector<std::map<std::string, Tensor>> samples;
-    if (py::isinstance<py::dict>(data)) {
-      AddMapSamples(*model, data, samples);
-    } else {
-      for (auto item : data) AddMapSamples(*model, item, samples);
-    }
-    if (samples.empty()) Check(InvalidArgument("the calibration data is empty"));
-    in->source = quant::TensorMapSource(std::move(samples));
   } else {
-    std::vector<Tensor> samples;
-    if (py::isinstance<py::array>(data)) {
-      AddSamples(*model, data, samples);
-    } else {
-      for (auto item : data) AddSamples(*model, item, samples);
-    }
-    if (samples.empty()) Check(InvalidArgument("the calibration data is empty"));
-    in->source = quant::TensorSource(std::move(samples));
+    in->source = SamplesSource(*model, data, "calibration");
   }
   return in;
 }
@@ -373,14 +380,14 @@ py::list ParetoFront(const py::object& model_arg, const py::object& data, const 
   return out;
 }
 
-py::object Evaluate(const py::object& model_arg, const std::shared_ptr<calib::Dataset>& data,
-                    const py::object& reference_arg, int64_t batch_size, int threads) {
-  auto load = [](const py::object& m) -> std::shared_ptr<Model> {
-    if (py::isinstance<py::str>(m)) return std::make_shared<Model>(Unwrap(LoadModel(m.cast<std::string>())));
-    return m.cast<std::shared_ptr<Model>>();
-  };
-  std::shared_ptr<Model> model = load(model_arg);
-  std::shared_ptr<Model> ref = reference_arg.is_none() ? nullptr : load(reference_arg);
+std::shared_ptr<Model> ModelArg(const py::object& m) {
+  if (py::isinstance<py::str>(m)) return std::make_shared<Model>(Unwrap(LoadModel(m.cast<std::string>())));
+  return m.cast<std::shared_ptr<Model>>();
+}
+
+// Runs an evaluation without the GIL (Ctrl-C cancels it) and returns `onnxq eval --json` as a dict.
+py::object RunEvaluation(int64_t batch_size, int threads,
+                         const std::function<StatusOr<quant::EvalResult>(const quant::EvalOptions&)>& run) {
   quant::EvalOptions eo;
   eo.threads = threads;
   eo.batch_size = batch_size;
@@ -390,10 +397,31 @@ py::object Evaluate(const py::object& model_arg, const std::shared_ptr<calib::Da
   eo.progress = [fn](int64_t done, int64_t total) { return fn("eval", done, total); };
   StatusOr<quant::EvalResult> r = [&] {
     py::gil_scoped_release nogil;
-    return quant::Evaluate(*model, *data, ref.get(), eo);
+    return run(eo);
   }();
   RaiseIfInterrupted(r, *progress);
   return py::module_::import("json").attr("loads")(Unwrap(std::move(r)).ToJson());
+}
+
+py::object Evaluate(const py::object& model_arg, const std::shared_ptr<calib::Dataset>& data,
+                    const py::object& reference_arg, int64_t batch_size, int threads) {
+  std::shared_ptr<Model> model = ModelArg(model_arg);
+  std::shared_ptr<Model> ref = reference_arg.is_none() ? nullptr : ModelArg(reference_arg);
+  return RunEvaluation(batch_size, threads,
+                       [&](const quant::EvalOptions& eo) { return quant::Evaluate(*model, *data, ref.get(), eo); });
+}
+
+// Evaluate on numpy samples (arrays or {input name: array} dicts) with optional labels.
+py::object EvaluateSamples(const py::object& model_arg, const py::object& data, const py::object& labels_arg,
+                           const py::object& reference_arg, int64_t batch_size, int threads) {
+  std::shared_ptr<Model> model = ModelArg(model_arg);
+  std::shared_ptr<Model> ref = reference_arg.is_none() ? nullptr : ModelArg(reference_arg);
+  std::unique_ptr<quant::CalibrationSource> source = SamplesSource(*model, data, "evaluation");
+  std::vector<int64_t> labels;
+  if (!labels_arg.is_none()) labels = labels_arg.cast<std::vector<int64_t>>();
+  return RunEvaluation(batch_size, threads, [&](const quant::EvalOptions& eo) {
+    return quant::Evaluate(*model, *source, labels, ref.get(), eo);
+  });
 }
 
 PyQuantizeResult Quantize(const py::object& model_arg, const py::object& data, const py::object& config) {
@@ -461,6 +489,11 @@ ONNXQ_PYTHON_BINDINGS(BindQuant, 30) {
         py::arg("reference") = py::none(), py::arg("batch_size") = 8, py::arg("threads") = 0,
         "Top-1/top-5 of a classifier on an onnxq.calib.Dataset (onnxq's executor); with reference, also\n"
         "top1_agreement and mean_kl. Returns the dict of `onnxq eval --json`.");
+  m.def("evaluate_samples", &EvaluateSamples, py::arg("model"), py::arg("data"), py::kw_only(),
+        py::arg("labels") = py::none(), py::arg("reference") = py::none(), py::arg("batch_size") = 8,
+        py::arg("threads") = 0,
+        "evaluate() on numpy samples: arrays, or {input name: array} dicts for a model with several\n"
+        "inputs; labels (one per sample) optional. Returns the dict of `onnxq eval --json`.");
   m.def("softmax_kl", [](py::array_t<float, py::array::c_style | py::array::forcecast> p,
                          py::array_t<float, py::array::c_style | py::array::forcecast> q) {
           if (p.size() != q.size()) throw py::value_error("p and q differ in size");

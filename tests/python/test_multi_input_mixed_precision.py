@@ -326,3 +326,25 @@ def test_cli_eval_feeds_every_input(tmp_path, onnxq_cli):
     # One input's data missing: an error naming it.
     p = _cli(onnxq_cli, "eval", q, *data[:2], "--reference", fpath, ok=False)
     assert "--data b=PATH" in p.stderr
+
+
+def test_python_evaluate_on_numpy_samples(tmp_path):
+    # onnxq.evaluate with {input: array} dicts (and labels): the CLI's C++ Evaluate, checked against
+    # ONNX Runtime and numpy.
+    fpath = _model(tmp_path / "f.onnx")
+    feeds = _feeds(12, 4)
+    r = onnxq.quantize(str(fpath), _dicts(feeds), {"weight_bits": 3, "threads": 1})
+    q = tmp_path / "q.onnx"
+    onnxq.save(r.model, str(q))
+    ref, got = _run_ort(fpath, feeds), _run_ort(q, feeds)
+    labels = ref.argsort(1)[:, -2]  # the float model's second choice: top-1 0, top-5 1
+    res = onnxq.evaluate(str(q), _dicts(feeds), reference=str(fpath), labels=labels, threads=1)
+    assert res["count"] == 12
+    assert res["mean_kl"] == pytest.approx(_kl(ref, got), rel=0.05) and res["mean_kl"] > 0
+    assert res["top1_agreement"] == pytest.approx((ref.argmax(1) == got.argmax(1)).mean())
+    assert res["reference_top1"] == 0 and res["reference_top5"] == 1
+    assert res["top1"] == pytest.approx((got.argmax(1) == labels).mean())
+    # A batched dict is the same data.
+    assert onnxq.evaluate(str(q), feeds, reference=str(fpath), labels=labels, threads=1) == res
+    with pytest.raises(ValueError, match="12 samples"):
+        onnxq.evaluate(str(q), feeds, labels=labels[:5], threads=1)
