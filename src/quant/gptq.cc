@@ -352,19 +352,19 @@ StatusOr<std::vector<int32_t>> GptqQuantizeMatrix(std::span<const float> w, int6
     for (int64_t j = 0; j < k; ++j) Hp(i, j) = H(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
   }
   // Upper Cholesky factor of H^-1 (Hinv = U^T U); increase the dampening if H is too ill-conditioned.
+  // Cholesky of H in reversed order, J H J = L L^T, gives H = R R^T with R = J L J upper, so
+  // H^-1 = R^-T R^-1 and U = R^-1: one factorization and one triangular inverse instead of
+  // inverting H and factorizing the inverse (about half the flops; k = 4608 for a 3x3x512 conv).
   MatD U;
   double damp = options.damp * mean_diag;
   for (int attempt = 0;; ++attempt) {
-    MatD Hd = Hp;
+    MatD Hd = Hp.reverse();
     Hd.diagonal().array() += damp;
     Eigen::LLT<MatD> llt(Hd);
     if (llt.info() == Eigen::Success) {
-      MatD Hinv = llt.solve(MatD::Identity(k, k));
-      Eigen::LLT<MatD> llt2(Hinv);
-      if (llt2.info() == Eigen::Success) {
-        U = llt2.matrixU();
-        break;
-      }
+      const MatD R = MatD(llt.matrixL()).reverse();
+      U = R.triangularView<Eigen::Upper>().solve(MatD::Identity(k, k));
+      if (U.allFinite() && (U.diagonal().array() > 0).all()) break;
     }
     if (attempt >= 6) return Internal("GPTQ: Hessian is not positive definite even with dampening");
     damp = std::max(damp * 10, 1e-8 * std::max(mean_diag, 1.0));
