@@ -6,10 +6,13 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <set>
+#include <tuple>
 
 #include "onnxq/base/thread_pool.h"
 #include "onnxq/quant/quantize_model.h"
@@ -314,6 +317,86 @@ StatusOr<std::vector<LayerHessian>> CollectHessians(const Model& model, const Qd
   return out;
 }
 
+// The column order and the upper Cholesky factor U of the dampened H^-1 (Hinv = U^T U).
+struct GptqFactor {
+  std::vector<int64_t> perm;
+  MatD U;
+};
+
+class GptqFactorCache {
+ public:
+  // Key: H's contents (64-bit FNV-1a over its doubles' bits) and the options that shape
+  // the factor. Computing under the lock is deliberate: concurrent callers want the same factor.
+  StatusOr<std::shared_ptr<const GptqFactor>> Get(std::span<const double> h, int64_t k, const GptqOptions& o,
+                                                  const std::function<StatusOr<GptqFactor>()>& compute) {
+    uint64_t x = 1469598103934665603ull;
+    for (double v : h) {
+      uint64_t bits = 0;
+      std::memcpy(&bits, &v, sizeof bits);
+      x = (x ^ bits) * 1099511628211ull;
+    }
+    const Key key{x, k, o.damp, o.act_order};
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it != map_.end()) return it->second;
+    ONNXQ_ASSIGN_OR_RETURN(GptqFactor f, compute());
+    auto sp = std::make_shared<const GptqFactor>(std::move(f));
+    map_.emplace(key, sp);
+    return sp;
+  }
+
+ private:
+  using Key = std::tuple<uint64_t, int64_t, double, bool>;
+  std::mutex mu_;
+  std::map<Key, std::shared_ptr<const GptqFactor>> map_;
+};
+
+std::shared_ptr<GptqFactorCache> NewGptqFactorCache() { return std::make_shared<GptqFactorCache>(); }
+
+namespace {
+
+StatusOr<GptqFactor> ComputeGptqFactor(MatD H, int64_t k, const GptqOptions& options) {
+  // Inputs that never vary carry no information: any rounding is as good (the values still get
+  // quantized to nearest).
+  double mean_diag = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    if (H(i, i) <= 0) {
+      H.row(i).setZero();
+      H.col(i).setZero();
+      H(i, i) = 1;
+    }
+    mean_diag += H(i, i);
+  }
+  mean_diag /= static_cast<double>(k);
+  GptqFactor f;
+  f.perm.resize(static_cast<size_t>(k));
+  std::iota(f.perm.begin(), f.perm.end(), 0);
+  if (options.act_order)
+    std::stable_sort(f.perm.begin(), f.perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
+  MatD Hp(k, k);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j) Hp(i, j) = H(f.perm[static_cast<size_t>(i)], f.perm[static_cast<size_t>(j)]);
+  // Upper Cholesky factor of H^-1; increase the dampening if H is too ill-conditioned.
+  // Cholesky of H in reversed order, J H J = L L^T, gives H = R R^T with R = J L J upper, so
+  // H^-1 = R^-T R^-1 and U = R^-1: one factorization and one triangular inverse instead of
+  // inverting H and factorizing the inverse (about half the flops; k = 4608 for a 3x3x512 conv).
+  double damp = options.damp * mean_diag;
+  for (int attempt = 0;; ++attempt) {
+    MatD Hd = Hp.reverse();
+    Hd.diagonal().array() += damp;
+    Eigen::LLT<MatD> llt(Hd);
+    if (llt.info() == Eigen::Success) {
+      const MatD R = MatD(llt.matrixL()).reverse();
+      f.U = R.triangularView<Eigen::Upper>().solve(MatD::Identity(k, k));
+      if (f.U.allFinite() && (f.U.diagonal().array() > 0).all()) return f;
+    }
+    if (attempt >= 6) return Internal("GPTQ: Hessian is not positive definite even with dampening");
+    damp = std::max(damp * 10, 1e-8 * std::max(mean_diag, 1.0));
+  }
+}
+
+}  // namespace
+
 StatusOr<std::vector<int32_t>> GptqQuantizeMatrix(std::span<const float> w, int64_t rows, int64_t k,
                                                   std::span<const double> h,
                                                   std::span<const QuantParams> params,
@@ -326,49 +409,23 @@ StatusOr<std::vector<int32_t>> GptqQuantizeMatrix(std::span<const float> w, int6
   if (!(options.damp >= 0) || options.block < 1) return InvalidArgument("GPTQ: bad options");
   auto prm = [&](int64_t r) -> const QuantParams& { return params[params.size() == 1 ? 0 : static_cast<size_t>(r)]; };
 
-  MatD H = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(h.data(), k, k);
-  MatD W(rows, k);
+  auto compute = [&]() {
+    return ComputeGptqFactor(
+        Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(h.data(), k, k), k,
+        options);
+  };
+  std::shared_ptr<const GptqFactor> factor;
+  if (options.factors) {
+    ONNXQ_ASSIGN_OR_RETURN(factor, options.factors->Get(h, k, options, compute));
+  } else {
+    ONNXQ_ASSIGN_OR_RETURN(GptqFactor f, compute());
+    factor = std::make_shared<const GptqFactor>(std::move(f));
+  }
+  const std::vector<int64_t>& perm = factor->perm;
+  const MatD& U = factor->U;
+  MatD Wp(rows, k);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < k; ++c) W(r, c) = w[static_cast<size_t>(r * k + c)];
-  // Inputs that never vary carry no information: any rounding is as good (the values still get
-  // quantized to nearest below).
-  double mean_diag = 0;
-  for (int64_t i = 0; i < k; ++i) {
-    if (H(i, i) <= 0) {
-      H.row(i).setZero();
-      H.col(i).setZero();
-      H(i, i) = 1;
-    }
-    mean_diag += H(i, i);
-  }
-  mean_diag /= static_cast<double>(k);
-  std::vector<int64_t> perm(static_cast<size_t>(k));
-  std::iota(perm.begin(), perm.end(), 0);
-  if (options.act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
-  MatD Hp(k, k), Wp(rows, k);
-  for (int64_t i = 0; i < k; ++i) {
-    Wp.col(i) = W.col(perm[static_cast<size_t>(i)]);
-    for (int64_t j = 0; j < k; ++j) Hp(i, j) = H(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
-  }
-  // Upper Cholesky factor of H^-1 (Hinv = U^T U); increase the dampening if H is too ill-conditioned.
-  // Cholesky of H in reversed order, J H J = L L^T, gives H = R R^T with R = J L J upper, so
-  // H^-1 = R^-T R^-1 and U = R^-1: one factorization and one triangular inverse instead of
-  // inverting H and factorizing the inverse (about half the flops; k = 4608 for a 3x3x512 conv).
-  MatD U;
-  double damp = options.damp * mean_diag;
-  for (int attempt = 0;; ++attempt) {
-    MatD Hd = Hp.reverse();
-    Hd.diagonal().array() += damp;
-    Eigen::LLT<MatD> llt(Hd);
-    if (llt.info() == Eigen::Success) {
-      const MatD R = MatD(llt.matrixL()).reverse();
-      U = R.triangularView<Eigen::Upper>().solve(MatD::Identity(k, k));
-      if (U.allFinite() && (U.diagonal().array() > 0).all()) break;
-    }
-    if (attempt >= 6) return Internal("GPTQ: Hessian is not positive definite even with dampening");
-    damp = std::max(damp * 10, 1e-8 * std::max(mean_diag, 1.0));
-  }
+    for (int64_t i = 0; i < k; ++i) Wp(r, i) = w[static_cast<size_t>(r * k + perm[static_cast<size_t>(i)])];
 
   std::vector<int32_t> qp(static_cast<size_t>(rows * k));
   Eigen::VectorXd err(rows);

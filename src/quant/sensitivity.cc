@@ -323,6 +323,8 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
       std::vector<Status> errs(bits.size());
       std::vector<LayerHessian> one;
       if (hessians) one.push_back((*hessians)[li]);
+      RoundingOptions lro = ro;
+      lro.gptq.factors = NewGptqFactorCache();  // every width rounds on the same H: factorize it once
       pool.ParallelFor(static_cast<int64_t>(bits.size()), [&](int64_t b0, int64_t b1) {
         for (int64_t bi = b0; bi < b1; ++bi) {
           QdqPlan& sub = subs[static_cast<size_t>(bi)];
@@ -330,7 +332,7 @@ StatusOr<SensitivityResult> MeasureSensitivity(const Model& model, const QdqPlan
           sub.weighted[0].has_qbias = false;
           errs[static_cast<size_t>(bi)] = QuantizeWeightsMixed(
               model, sub, {bits[static_cast<size_t>(bi)]}, base,
-              rounding != RoundingMethod::kNearest ? &one : nullptr, ro, nullptr);
+              rounding != RoundingMethod::kNearest ? &one : nullptr, lro, nullptr);
         }
       });
       ONNXQ_ASSIGN_OR_RETURN(auto session, Session::Create(sm.model, so));

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -71,10 +72,16 @@ StatusOr<std::vector<LayerHessian>> CollectHessians(const Model& model, const Qd
                                                     CalibrationSource& calibration,
                                                     const HessianOptions& options);
 
+// Factors of H^-1 that GPTQ computed, by H's contents, for reuse by later calls on the same H
+// (the sensitivity rounds every layer at each candidate width). Thread-safe.
+class GptqFactorCache;
+std::shared_ptr<GptqFactorCache> NewGptqFactorCache();
+
 struct GptqOptions {
   double damp = 0.01;      // dampening: H += damp * mean(diag H) * I
   int64_t block = 128;     // lazy-batch block size (columns)
   bool act_order = true;   // quantize columns in order of decreasing diag(H)
+  std::shared_ptr<GptqFactorCache> factors;  // optional: reuse factors across calls
 };
 
 struct AdaRoundOptions {
