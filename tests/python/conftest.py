@@ -86,3 +86,32 @@ def backend_model(backend_data):
         return path
 
     return find
+
+
+# PyTorch comes from Debian (python3-torch, python3-torchvision) for Debian's /usr/bin/python3 only;
+# tests export models with it in a subprocess and skip, saying why, where it is missing.
+TORCH_PYTHON = "/usr/bin/python3"
+
+
+def _python_with(modules: str) -> str:
+    import shutil
+    import subprocess
+
+    if not shutil.which(TORCH_PYTHON):
+        pytest.skip(f"{TORCH_PYTHON} not found (Debian's python3-torch is needed for the export)")
+    probe = subprocess.run([TORCH_PYTHON, "-c", f"import {modules}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"Debian's python3 cannot import {modules}: " + probe.stderr.decode()[-300:])
+    return TORCH_PYTHON
+
+
+@pytest.fixture(scope="session")
+def torch_python() -> str:
+    """Debian's python3 with torch (skips without it)."""
+    return _python_with("torch")
+
+
+@pytest.fixture(scope="session")
+def torchvision_python() -> str:
+    """Debian's python3 with torch and torchvision (skips without them)."""
+    return _python_with("torch, torchvision")

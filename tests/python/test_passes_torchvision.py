@@ -17,7 +17,6 @@ outputs before and after, wherever the pipeline changed the graph.
 """
 
 import pathlib
-import shutil
 import subprocess
 import textwrap
 
@@ -29,7 +28,6 @@ from onnx import helper, numpy_helper
 
 import onnxq
 
-TORCH_PYTHON = "/usr/bin/python3"
 
 EXPORT_SCRIPT = textwrap.dedent(
     """
@@ -101,16 +99,11 @@ def make_inference_static(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> pathlib.Path:
-    if not shutil.which(TORCH_PYTHON):
-        pytest.skip(f"{TORCH_PYTHON} not found (Debian's python3-torch is needed for the export)")
-    probe = subprocess.run([TORCH_PYTHON, "-c", "import torch, torchvision"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("Debian's python3 lacks torch/torchvision: " + probe.stderr.decode()[-300:])
+def exported(tmp_path_factory, torchvision_python) -> pathlib.Path:
     out = tmp_path_factory.mktemp("torchvision")
     script = out / "export.py"
     script.write_text(EXPORT_SCRIPT)
-    r = subprocess.run([TORCH_PYTHON, str(script), str(out)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([torchvision_python, str(script), str(out)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     for name in MODELS:
         m = make_inference_static(onnx.load(str(out / f"{name}.onnx")))

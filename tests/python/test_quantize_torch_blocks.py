@@ -10,7 +10,6 @@ simulation of the file agrees with ONNX Runtime's run of it.
 """
 
 import pathlib
-import shutil
 import subprocess
 import textwrap
 
@@ -22,7 +21,6 @@ ort = pytest.importorskip("onnxruntime")
 
 import onnxq  # noqa: E402
 
-TORCH_PYTHON = "/usr/bin/python3"
 
 EXPORT_SCRIPT = textwrap.dedent(
     """
@@ -114,14 +112,9 @@ MODELS = ["convnext", "vit", "effnet"]
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> pathlib.Path:
-    if not shutil.which(TORCH_PYTHON):
-        pytest.skip(f"{TORCH_PYTHON} not found (Debian's python3-torch is needed for the export)")
-    probe = subprocess.run([TORCH_PYTHON, "-c", "import torch"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("Debian's python3 lacks torch: " + probe.stderr.decode()[-300:])
+def exported(tmp_path_factory, torch_python) -> pathlib.Path:
     out = tmp_path_factory.mktemp("torch_blocks")
-    r = subprocess.run([TORCH_PYTHON, "-c", EXPORT_SCRIPT, str(out)], capture_output=True, text=True)
+    r = subprocess.run([torch_python, "-c", EXPORT_SCRIPT, str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     return out
 

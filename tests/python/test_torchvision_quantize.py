@@ -6,7 +6,6 @@ non-trivial batch-norm statistics are exported by Debian's python3 (torch) in a 
 and it must agree with onnxq's integer session on the file and stay close to the float model."""
 
 import json
-import shutil
 import subprocess
 import textwrap
 
@@ -17,7 +16,6 @@ import pytest
 
 import onnxq
 
-TORCH_PYTHON = "/usr/bin/python3"
 MODELS = ["mobilenet_v3_small", "shufflenet_v2_x0_5"]
 
 EXPORT_SCRIPT = textwrap.dedent(
@@ -43,16 +41,12 @@ EXPORT_SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    if not shutil.which(TORCH_PYTHON):
-        pytest.skip(f"{TORCH_PYTHON} not found (Debian's python3-torch is needed for the export)")
-    probe = subprocess.run([TORCH_PYTHON, "-c", "import torch, torchvision"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("Debian's python3 lacks torch/torchvision: " + probe.stderr.decode()[-300:])
+def exported(tmp_path_factory, torchvision_python):
     out = tmp_path_factory.mktemp("tv_quant")
     script = out / "export.py"
     script.write_text(EXPORT_SCRIPT)
-    r = subprocess.run([TORCH_PYTHON, str(script), str(out), *MODELS], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([torchvision_python, str(script), str(out), *MODELS], capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     return out
 
